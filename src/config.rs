@@ -1,0 +1,617 @@
+//! Configuration: `recast.toml` (or the embedded default), overridden by
+//! `RECAST_<SECTION>__<KEY>` environment variables, parsed into documented
+//! structs and validated as a whole before anything connects.
+//!
+//! The raw structs below are the user documentation: every field's doc
+//! comment is what an operator reads. [`Config::load`] turns them into a
+//! [`Config`] that has passed [`RawConfig::validate`].
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The configuration the quickstart runs with: a local broker on port 9092
+/// and the cart sample's mapping. Also the commented reference for every key.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../deploy/local/recast.toml");
+
+/// Environment variables starting with this prefix and containing `__`
+/// override configuration keys: `RECAST_BATCH__MAX_RECORDS=500` sets
+/// `batch.max_records`.
+const ENV_PREFIX: &str = "RECAST_";
+
+/// Where a configuration came from, for error messages.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    File(PathBuf),
+    Embedded,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Embedded => f.write_str("<embedded default>"),
+        }
+    }
+}
+
+/// The line of a configuration error, when known (shown as `:N`).
+#[derive(Debug, Clone, Copy)]
+pub struct LineRef(pub Option<usize>);
+
+impl std::fmt::Display for LineRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(line) => write!(f, ":{line}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A configuration that cannot be used. Always names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{origin}: cannot read: {source}")]
+    Read {
+        origin: Origin,
+        source: std::io::Error,
+    },
+    #[error("{origin}{line}: {key}: {message}")]
+    Parse {
+        origin: Origin,
+        /// `:N` when the line is known, else empty.
+        line: LineRef,
+        key: String,
+        message: String,
+    },
+    #[error("{origin}: environment variable {var}: {message}")]
+    Env {
+        origin: Origin,
+        var: String,
+        message: String,
+    },
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        origin: Origin,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole `recast.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Connection to the Kafka cluster and the worker's identity in it.
+    pub kafka: KafkaConfig,
+    /// The three topics one worker connects.
+    pub topics: TopicsConfig,
+    /// How records are grouped into transactions.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Limits that keep hostile records from hurting the worker.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// What goes into the `source` part of every event header.
+    pub source: SourceConfig,
+    /// How a legacy record becomes an event.
+    pub mapping: MappingConfig,
+    /// Deliberate failures for rehearsing recovery. Leave empty in production.
+    #[serde(default)]
+    pub chaos: ChaosConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated (`host:port,host:port`).
+    pub brokers: String,
+    /// Consumer group shared by every instance reading this legacy topic.
+    pub group_id: String,
+    /// This instance's stable identity; the producer's `transactional.id` is
+    /// `<group_id>-<instance_id>`. Restart a crashed instance with the same id
+    /// so its open transaction is rolled back at once. Default: the host name
+    /// (a pod name in Kubernetes).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// How long start-up waits for the cluster before giving up.
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// librdkafka properties passed to both consumer and producer, for
+    /// security settings (`security.protocol`, `sasl.*`, `ssl.*`) and tuning.
+    /// Properties recast owns (transactions, offsets, isolation) are rejected.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// The legacy topic this instance consumes.
+    pub legacy: String,
+    /// The ledger topic events are written to.
+    pub ledger: String,
+    /// The dead-letter topic rejected records are written to, unchanged.
+    pub dead_letter: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most records in one transaction. Larger batches amortise the commit
+    /// cost (tens of milliseconds) over more records; smaller ones lower
+    /// end-to-end latency and the work redone after an abort.
+    #[serde(default = "defaults::max_records")]
+    pub max_records: NonZeroUsize,
+    /// Longest wait, from a batch's first record, for more records before the
+    /// batch is committed. Upper bound on the latency recast adds.
+    #[serde(default = "defaults::linger", with = "humantime_serde")]
+    pub linger: Duration,
+    /// The broker aborts a transaction left open longer than this (a crashed
+    /// worker's). Must exceed `linger` plus the time to process a batch.
+    #[serde(default = "defaults::transaction_timeout", with = "humantime_serde")]
+    pub transaction_timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: defaults::max_records(),
+            linger: defaults::linger(),
+            transaction_timeout: defaults::transaction_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Legacy record values larger than this are rejected before decoding.
+    #[serde(default = "defaults::max_value_bytes")]
+    pub max_value_bytes: NonZeroUsize,
+    /// JSON nesting deeper than this is rejected (guards the decoder's stack).
+    #[serde(default = "defaults::max_json_depth")]
+    pub max_json_depth: NonZeroUsize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: defaults::max_value_bytes(),
+            max_json_depth: defaults::max_json_depth(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Name of the legacy system, written to `header.source.system`.
+    pub system: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// Field (dotted path) of the legacy JSON that holds the command name.
+    pub command_field: String,
+    /// Command → past-tense event type. Command spellings are normalised
+    /// before lookup (case, `_`, `.`, `-` and spaces ignored), so one entry
+    /// `ADD_TO_CART` matches `AddToCart`, `add.to.cart` and `add-to-cart`.
+    pub events: BTreeMap<String, String>,
+    /// Commands that are noise, not facts (heartbeats): counted as filtered,
+    /// never written. Normalised like `events`.
+    #[serde(default)]
+    pub filter_commands: Vec<String>,
+    /// Fields (dotted paths) removed from the payload: technical context.
+    #[serde(default)]
+    pub drop_fields: Vec<String>,
+    /// Field (dotted path) whose value keys the ledger record, so every event
+    /// of one entity lands in one ledger partition, in order. A record
+    /// without it is rejected.
+    pub key_field: String,
+    /// Field (dotted path) with the time the fact happened: epoch seconds or
+    /// milliseconds, or an RFC 3339 string. Absent: the Kafka timestamp.
+    #[serde(default)]
+    pub occurred_at_field: Option<String>,
+    /// Field (dotted path) copied into `header.correlation_id`.
+    #[serde(default)]
+    pub correlation_field: Option<String>,
+}
+
+/// Failure injection for recovery drills and tests. Every field is off by
+/// default; do not set any in production.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosConfig {
+    /// Transactions (counted from 1 per process) to abort after all their
+    /// records were produced and their offsets sent, instead of committing.
+    #[serde(default)]
+    pub abort_transactions: Vec<u64>,
+}
+
+mod defaults {
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn max_records() -> NonZeroUsize {
+        NonZeroUsize::new(5_000).expect("non-zero")
+    }
+    pub fn linger() -> Duration {
+        Duration::from_millis(200)
+    }
+    pub fn transaction_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn max_value_bytes() -> NonZeroUsize {
+        NonZeroUsize::new(900 * 1024).expect("non-zero")
+    }
+    pub fn max_json_depth() -> NonZeroUsize {
+        NonZeroUsize::new(64).expect("non-zero")
+    }
+}
+
+/// librdkafka properties recast sets itself: overriding them would break
+/// exactly-once, so `kafka.properties` may not name them.
+const OWNED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "transactional.id",
+    "enable.idempotence",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "isolation.level",
+    "transaction.timeout.ms",
+    "partition.assignment.strategy",
+    "group.protocol",
+];
+
+/// A configuration that passed validation, with the values derived from it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub raw: RawConfig,
+    pub origin: Origin,
+    /// `kafka.instance_id`, or the host name.
+    pub instance_id: String,
+}
+
+impl Config {
+    /// Reads `path` (or the embedded default when `None`), applies the
+    /// environment overrides in `env` and validates the result.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let (origin, text) = match path {
+            Some(path) => {
+                let origin = Origin::File(path.to_owned());
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    origin: origin.clone(),
+                    source,
+                })?;
+                (origin, text)
+            }
+            None => (Origin::Embedded, EMBEDDED_DEFAULT.to_owned()),
+        };
+        Self::parse(&text, origin, env)
+    }
+
+    /// Parses configuration text; see [`Config::load`].
+    pub fn parse(
+        text: &str,
+        origin: Origin,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            parse_error(&origin, text, e.span(), String::new(), e.message())
+        })?;
+        // With overrides, the merged table is deserialised (and errors name
+        // the key only); without, the file itself, so errors have its lines.
+        let merged = if apply_env(&mut table, env, &origin)? {
+            Some(toml::to_string(&table).map_err(|e| ConfigError::Invalid {
+                origin: origin.clone(),
+                key: String::new(),
+                message: e.to_string(),
+            })?)
+        } else {
+            None
+        };
+        let source_text = merged.as_deref().unwrap_or(text);
+        let deserializer = toml::Deserializer::parse(source_text)
+            .map_err(|e| parse_error(&origin, source_text, e.span(), String::new(), e.message()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line_text = if merged.is_some() { "" } else { text };
+            parse_error(&origin, line_text, inner.span(), key, inner.message())
+        })?;
+        raw.validate(&origin)?;
+        let instance_id = match &raw.kafka.instance_id {
+            Some(id) => id.clone(),
+            None => hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    key: "kafka.instance_id".into(),
+                    message: "not set and the host name cannot be read; set it".into(),
+                })?,
+        };
+        Ok(Self {
+            raw,
+            origin,
+            instance_id,
+        })
+    }
+
+    /// The producer's `transactional.id`: stable per instance, unique per group.
+    pub fn transactional_id(&self) -> String {
+        format!("{}-{}", self.raw.kafka.group_id, self.instance_id)
+    }
+}
+
+impl RawConfig {
+    /// Checks fields against each other; serde has already checked each alone.
+    pub fn validate(&self, origin: &Origin) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            key: key.to_owned(),
+            message,
+        };
+        let non_empty = [
+            ("kafka.brokers", &self.kafka.brokers),
+            ("kafka.group_id", &self.kafka.group_id),
+            ("topics.legacy", &self.topics.legacy),
+            ("topics.ledger", &self.topics.ledger),
+            ("topics.dead_letter", &self.topics.dead_letter),
+            ("source.system", &self.source.system),
+            ("mapping.command_field", &self.mapping.command_field),
+            ("mapping.key_field", &self.mapping.key_field),
+        ];
+        for (key, value) in non_empty {
+            if value.trim().is_empty() {
+                return Err(invalid(key, "must not be empty".into()));
+            }
+        }
+        if let Some(id) = &self.kafka.instance_id
+            && id.trim().is_empty()
+        {
+            return Err(invalid("kafka.instance_id", "must not be empty".into()));
+        }
+        let t = &self.topics;
+        if t.legacy == t.ledger || t.legacy == t.dead_letter || t.ledger == t.dead_letter {
+            return Err(invalid(
+                "topics",
+                "legacy, ledger and dead_letter must be three different topics".into(),
+            ));
+        }
+        let b = &self.batch;
+        if b.transaction_timeout < Duration::from_secs(1) {
+            return Err(invalid(
+                "batch.transaction_timeout",
+                "must be at least 1s".into(),
+            ));
+        }
+        // Processing and committing a batch happen after the linger: leave
+        // at least as much time for them as the linger itself.
+        if b.linger.saturating_mul(2) > b.transaction_timeout {
+            return Err(invalid(
+                "batch.linger",
+                format!(
+                    "{} leaves too little of batch.transaction_timeout ({}) to process and commit; keep it under half",
+                    humantime::format_duration(b.linger),
+                    humantime::format_duration(b.transaction_timeout)
+                ),
+            ));
+        }
+        for key in self.kafka.properties.keys() {
+            if OWNED_PROPERTIES.contains(&key.as_str()) {
+                return Err(invalid(
+                    &format!("kafka.properties.\"{key}\""),
+                    "is set by recast itself (exactly-once depends on it); remove it".into(),
+                ));
+            }
+        }
+        self.mapping
+            .validate()
+            .map_err(|(key, message)| invalid(&format!("mapping.{key}"), message))?;
+        Ok(())
+    }
+}
+
+impl MappingConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.events.is_empty() {
+            return Err(("events".into(), "maps no command; add at least one".into()));
+        }
+        for (command, event_type) in &self.events {
+            if crate::mapping::normalise_command(command).is_empty() {
+                return Err((format!("events.\"{command}\""), "empty command".into()));
+            }
+            if event_type.is_empty() || !event_type.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err((
+                    format!("events.\"{command}\""),
+                    format!("event type `{event_type}` must be a non-empty PascalCase name"),
+                ));
+            }
+        }
+        let paths = std::iter::once(("command_field", &self.command_field))
+            .chain(std::iter::once(("key_field", &self.key_field)))
+            .chain(
+                self.occurred_at_field
+                    .iter()
+                    .map(|p| ("occurred_at_field", p)),
+            )
+            .chain(
+                self.correlation_field
+                    .iter()
+                    .map(|p| ("correlation_field", p)),
+            )
+            .chain(self.drop_fields.iter().map(|p| ("drop_fields", p)));
+        for (key, path) in paths {
+            if path.split('.').any(str::is_empty) {
+                return Err((key.into(), format!("`{path}` is not a dotted field path")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies the `RECAST_<SECTION>__<KEY>` overrides; returns whether any applied.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+    origin: &Origin,
+) -> Result<bool, ConfigError> {
+    let mut applied = false;
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if !rest.contains("__") {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let env_error = |message: String| ConfigError::Env {
+            origin: origin.clone(),
+            var: var.clone(),
+            message,
+        };
+        if path.iter().any(String::is_empty) {
+            return Err(env_error("empty key segment".into()));
+        }
+        // A value that parses as a TOML value (number, boolean, quoted
+        // string, array) is taken as one; anything else is a plain string.
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let (last, parents) = path.split_last().expect("at least one segment");
+        let mut node = &mut *table;
+        for segment in parents {
+            node = node
+                .entry(segment.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| env_error(format!("`{segment}` is not a table")))?;
+        }
+        node.insert(last.clone(), parsed);
+        applied = true;
+    }
+    Ok(applied)
+}
+
+fn parse_error(
+    origin: &Origin,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    key: String,
+    message: &str,
+) -> ConfigError {
+    let line = LineRef(
+        span.filter(|_| !text.is_empty())
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1)),
+    );
+    let key = if key.is_empty() || key == "." {
+        "(top level)".to_owned()
+    } else {
+        key
+    };
+    ConfigError::Parse {
+        origin: origin.clone(),
+        line,
+        key,
+        message: message.replace('\n', " "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Origin::File("t.toml".into()), Vec::new())
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::load(None, Vec::new()).expect("embedded default parses");
+        assert_eq!(config.raw.topics.legacy, "legacy-cart");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = EMBEDDED_DEFAULT.replace("[batch]", "[batch]\nmax_recrods = 5");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:"), "{err}");
+        assert!(err.contains("max_recrods"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let text = EMBEDDED_DEFAULT.replace("max_records = 2000", "max_records = \"many\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("batch.max_records"), "{err}");
+    }
+
+    #[test]
+    fn linger_must_leave_room_in_the_transaction() {
+        let text = EMBEDDED_DEFAULT
+            .replace("linger = \"100ms\"", "linger = \"50s\"")
+            .replace(
+                "transaction_timeout = \"60s\"",
+                "transaction_timeout = \"60s\"",
+            );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("batch.linger"), "{err}");
+    }
+
+    #[test]
+    fn owned_librdkafka_properties_are_refused() {
+        let text = format!(
+            "{EMBEDDED_DEFAULT}\n[kafka.properties]\n\"isolation.level\" = \"read_uncommitted\"\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("isolation.level"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = vec![
+            ("RECAST_BATCH__MAX_RECORDS".to_owned(), "17".to_owned()),
+            (
+                "RECAST_KAFKA__BROKERS".to_owned(),
+                "10.0.0.1:9093".to_owned(),
+            ),
+            ("RECAST_CACHE_DIR".to_owned(), "/ignored".to_owned()),
+        ];
+        let config = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env).unwrap();
+        assert_eq!(config.raw.batch.max_records.get(), 17);
+        assert_eq!(config.raw.kafka.brokers, "10.0.0.1:9093");
+    }
+
+    #[test]
+    fn unknown_environment_key_is_an_error() {
+        let env = vec![("RECAST_BATCH__MAX_RECORD".to_owned(), "17".to_owned())];
+        let err = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("batch.max_record"), "{err}");
+    }
+
+    #[test]
+    fn same_topic_twice_is_refused() {
+        let text = EMBEDDED_DEFAULT.replace("ledger = \"ledger-cart\"", "ledger = \"legacy-cart\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("topics"), "{err}");
+    }
+}

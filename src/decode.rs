@@ -1,0 +1,197 @@
+//! Decode stage: the raw value of a legacy record → a JSON object.
+//!
+//! Everything hostile is caught here, before any mapping runs: missing or
+//! empty values, oversized values, bytes that are not UTF-8, truncated or
+//! otherwise invalid JSON, nesting deep enough to hurt, and JSON that is not
+//! an object. Each becomes a [`DecodeError`] whose message is the reason
+//! written to the dead-letter topic.
+
+use serde_json::{Map, Value};
+
+/// Why a legacy value could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("no value (tombstone)")]
+    Missing,
+    #[error("empty value")]
+    Empty,
+    #[error("value of {size} bytes exceeds limits.max_value_bytes ({limit})")]
+    Oversized { size: usize, limit: usize },
+    #[error("value is not UTF-8 (invalid byte at {valid_up_to})")]
+    NotUtf8 { valid_up_to: usize },
+    #[error("JSON nested deeper than limits.max_json_depth ({limit})")]
+    TooDeep { limit: usize },
+    #[error("invalid JSON at line {line} column {column}: {message}")]
+    InvalidJson {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("JSON value is {found}, not an object")]
+    NotAnObject { found: &'static str },
+}
+
+/// The decode stage, with its limits.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    max_value_bytes: usize,
+    max_depth: usize,
+}
+
+impl Decoder {
+    pub fn new(max_value_bytes: usize, max_depth: usize) -> Self {
+        Self {
+            max_value_bytes,
+            max_depth,
+        }
+    }
+
+    /// Decodes one legacy value into a JSON object.
+    pub fn decode(&self, value: Option<&[u8]>) -> Result<Map<String, Value>, DecodeError> {
+        let bytes = value.ok_or(DecodeError::Missing)?;
+        if bytes.len() > self.max_value_bytes {
+            return Err(DecodeError::Oversized {
+                size: bytes.len(),
+                limit: self.max_value_bytes,
+            });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
+            valid_up_to: e.valid_up_to(),
+        })?;
+        if text.trim().is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        // serde_json has its own recursion limit (128), but a lower, explicit
+        // one keeps later stages' recursive walks cheap and bounded too.
+        if nesting_depth(text.as_bytes()) > self.max_depth {
+            return Err(DecodeError::TooDeep {
+                limit: self.max_depth,
+            });
+        }
+        match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(other) => Err(DecodeError::NotAnObject {
+                found: json_kind(&other),
+            }),
+            Err(e) => Err(DecodeError::InvalidJson {
+                line: e.line(),
+                column: e.column(),
+                message: e
+                    .to_string()
+                    .split(" at line")
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            }),
+        }
+    }
+}
+
+/// Deepest bracket nesting of JSON text, ignoring brackets inside strings.
+/// Runs before parsing, so it must not trust the text to be valid.
+fn nesting_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The JSON type name of a value, for messages.
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder() -> Decoder {
+        Decoder::new(1024, 8)
+    }
+
+    #[test]
+    fn decodes_an_object() {
+        let map = decoder()
+            .decode(Some(br#"{"command":"AddToCart","qty":1}"#))
+            .unwrap();
+        assert_eq!(map["qty"], 1);
+    }
+
+    #[test]
+    fn rejects_every_kind_of_bad_value() {
+        let d = decoder();
+        assert_eq!(d.decode(None), Err(DecodeError::Missing));
+        assert_eq!(d.decode(Some(b"")), Err(DecodeError::Empty));
+        assert_eq!(d.decode(Some(b"  \n")), Err(DecodeError::Empty));
+        assert_eq!(
+            d.decode(Some(b"\x00\x01binary\xff")),
+            Err(DecodeError::NotUtf8 { valid_up_to: 8 })
+        );
+        assert!(matches!(
+            d.decode(Some(br#"{"command": "ADD_TO_CART", "cartId": "#)),
+            Err(DecodeError::InvalidJson { line: 1, .. })
+        ));
+        assert!(matches!(
+            d.decode(Some(b"\x00\x01binary")),
+            Err(DecodeError::InvalidJson { .. })
+        ));
+        assert_eq!(
+            d.decode(Some(b"[1,2]")),
+            Err(DecodeError::NotAnObject { found: "an array" })
+        );
+        assert_eq!(
+            d.decode(Some(&[b' '; 1025])),
+            Err(DecodeError::Oversized {
+                size: 1025,
+                limit: 1024
+            })
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded_but_brackets_in_strings_do_not_count() {
+        let d = decoder();
+        let deep = format!("{}{}", "[".repeat(9), "]".repeat(9));
+        assert_eq!(
+            d.decode(Some(format!("{{\"a\":{deep}}}").as_bytes())),
+            Err(DecodeError::TooDeep { limit: 8 })
+        );
+        let quoted = r#"{"a": "[[[[[[[[[[[[\"[[[[[[["}"#;
+        assert!(d.decode(Some(quoted.as_bytes())).is_ok());
+    }
+
+    #[test]
+    fn reasons_read_well() {
+        let err = decoder().decode(Some(br#"{"a": "#)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid JSON at line 1 column 6: EOF while parsing a value"
+        );
+    }
+}

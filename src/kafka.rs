@@ -1,0 +1,114 @@
+//! Kafka client settings shared by the source and the sink, and the
+//! start-up checks that turn an unreachable cluster or a missing topic into
+//! a clear message instead of a hang.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::Config;
+
+/// Why the worker cannot start against this cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot reach the brokers {brokers} within {timeout}: {source}")]
+    Unreachable {
+        brokers: String,
+        timeout: String,
+        source: KafkaError,
+    },
+    #[error("topic `{topic}` ({role}) does not exist on {brokers}; create it first")]
+    MissingTopic {
+        topic: String,
+        role: &'static str,
+        brokers: String,
+    },
+    #[error("topic `{topic}` ({role}): {message}")]
+    TopicError {
+        topic: String,
+        role: &'static str,
+        message: String,
+    },
+    #[error("cannot create the Kafka {what}: {source}")]
+    Client {
+        what: &'static str,
+        source: KafkaError,
+    },
+}
+
+/// The base client configuration: brokers plus the operator's passthrough
+/// properties. The source and sink add what exactly-once needs on top.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.raw.kafka.brokers);
+    client.set("client.id", format!("recast-{}", config.instance_id));
+    for (key, value) in &config.raw.kafka.properties {
+        client.set(key, value);
+    }
+    client
+}
+
+/// Checks that the cluster answers and that the three topics exist.
+/// Returns the number of partitions of the legacy topic.
+pub fn check_cluster(config: &Config) -> Result<usize, StartupError> {
+    let raw = &config.raw;
+    let timeout = raw.kafka.connect_timeout;
+    let probe: BaseConsumer =
+        client_config(config)
+            .create()
+            .map_err(|source| StartupError::Client {
+                what: "metadata client",
+                source,
+            })?;
+    let mut legacy_partitions = 0;
+    for (role, topic) in [
+        ("topics.legacy", &raw.topics.legacy),
+        ("topics.ledger", &raw.topics.ledger),
+        ("topics.dead_letter", &raw.topics.dead_letter),
+    ] {
+        let partitions = topic_partitions(&probe, topic, role, timeout, &raw.kafka.brokers)?;
+        if role == "topics.legacy" {
+            legacy_partitions = partitions;
+        }
+    }
+    Ok(legacy_partitions)
+}
+
+fn topic_partitions(
+    probe: &BaseConsumer,
+    topic: &str,
+    role: &'static str,
+    timeout: Duration,
+    brokers: &str,
+) -> Result<usize, StartupError> {
+    let metadata = probe
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|source| StartupError::Unreachable {
+            brokers: brokers.to_owned(),
+            timeout: humantime::format_duration(timeout).to_string(),
+            source,
+        })?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(StartupError::MissingTopic {
+            topic: topic.to_owned(),
+            role,
+            brokers: brokers.to_owned(),
+        });
+    };
+    match found.error().map(RDKafkaErrorCode::from) {
+        None if !found.partitions().is_empty() => Ok(found.partitions().len()),
+        None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Err(StartupError::MissingTopic {
+            topic: topic.to_owned(),
+            role,
+            brokers: brokers.to_owned(),
+        }),
+        Some(code) => Err(StartupError::TopicError {
+            topic: topic.to_owned(),
+            role,
+            message: code.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,63 @@
+//! Legacy records as JSON lines, the format of `recast load` (and of the
+//! sample traffic): one object per line with `key` (string or null),
+//! `value` (the raw record value as a string, or null for a tombstone) and
+//! optional `headers` (an object of strings). Other fields, such as the
+//! sample's `expect`, are ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// One legacy record read from a JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LegacyLine {
+    #[serde(default)]
+    pub key: Option<String>,
+    pub value: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A line that is not a legacy record.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct LineError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parses JSON lines, skipping blank ones.
+pub fn parse(text: &str) -> Result<Vec<LegacyLine>, LineError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| LineError {
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_sample_format() {
+        let text = "{\"key\": null, \"value\": \"{}\", \"expect\": {\"kind\": \"filtered\"}}\n\n\
+                    {\"key\": \"k\", \"value\": null, \"headers\": {\"h\": \"v\"}}\n";
+        let lines = parse(text).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].key, None);
+        assert_eq!(lines[1].value, None);
+        assert_eq!(lines[1].headers["h"], "v");
+    }
+
+    #[test]
+    fn names_the_bad_line() {
+        let err = parse("{\"value\": \"x\"}\nnot json\n").unwrap_err();
+        assert_eq!(err.line, 2);
+    }
+}

@@ -1,0 +1,24 @@
+//! recast: a consume-transform-produce worker that turns a legacy Kafka
+//! command topic into a clean event ledger, exactly once.
+//!
+//! Data flow (DESIGN.md): [`source`] → [`decode`] → [`mapping`] →
+//! [`envelope`] → [`sink`], with rejections to the [`dead_letter`] topic and
+//! the source offsets committed in the same transaction by [`worker`]. The
+//! per-record core is [`pipeline`]: pure, synchronous, benchmarked.
+
+pub mod admin;
+pub mod config;
+pub mod dead_letter;
+pub mod decode;
+pub mod envelope;
+pub mod kafka;
+pub mod legacy;
+pub mod legacy_file;
+pub mod loader;
+pub mod log_reader;
+pub mod mapping;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod timestamp;
+pub mod worker;

@@ -1,0 +1,255 @@
+//! The `recast` command line: parses arguments, loads the configuration,
+//! runs a subcommand, and turns its outcome into an exit code (0 success,
+//! 1 runtime failure, 2 bad configuration or usage).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use recast::config::{Config, ConfigError};
+use recast::log_reader::{CommittedRecord, read_committed};
+use recast::worker::{RunOptions, WorkerError};
+use recast::{admin, dead_letter, legacy_file, loader, worker};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Turns a legacy Kafka command topic into a clean event ledger, exactly once"
+)]
+struct Cli {
+    /// Configuration file. Without one, the embedded default (the local
+    /// quickstart's) is used. Keys can be overridden with RECAST_<SECTION>__<KEY>.
+    #[arg(short, long, global = true, env = "RECAST_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the worker: legacy topic → ledger, exactly once.
+    Run {
+        /// Stop once no record has arrived for this long (e.g. "5s"): for
+        /// backfills and the quickstart. Default: run until SIGTERM/SIGINT.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        stop_when_idle: Option<Duration>,
+    },
+    /// Validate the configuration without connecting to anything.
+    Check,
+    /// Print the committed records of a topic (read at log level, applying
+    /// transaction markers) and a summary.
+    Inspect {
+        /// `ledger`, `dead-letter`, `legacy`, or any topic name.
+        #[arg(long, default_value = "ledger")]
+        topic: String,
+        /// Print at most this many records (the summary counts them all).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Write legacy records from a JSON-lines file to the legacy topic.
+    Load {
+        #[arg(long)]
+        input: PathBuf,
+    },
+    /// Create the legacy, ledger and dead-letter topics when missing.
+    CreateTopics {
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("recast: bad configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.config.is_none() {
+        tracing::info!("no --config given: using the embedded default configuration");
+    }
+    match run(cli.command, &config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.downcast_ref::<ConfigError>().is_some() {
+                eprintln!("recast: bad configuration: {e}");
+                return ExitCode::from(2);
+            }
+            eprintln!("recast: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(command: Command, config: &Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    match command {
+        Command::Run { stop_when_idle } => runtime.block_on(run_worker(config, stop_when_idle)),
+        Command::Check => {
+            println!("{}: configuration is valid", config.origin);
+            Ok(())
+        }
+        Command::Inspect { topic, limit } => inspect(config, &topic, limit),
+        Command::Load { input } => load(config, &input),
+        Command::CreateTopics { partitions } => {
+            let t = &config.raw.topics;
+            runtime
+                .block_on(admin::create_topics(
+                    &config.raw.kafka.brokers,
+                    &[&t.legacy, &t.ledger, &t.dead_letter],
+                    partitions,
+                    config.raw.kafka.connect_timeout,
+                ))
+                .context("creating topics")?;
+            println!(
+                "topics ready: {}, {}, {}",
+                t.legacy, t.ledger, t.dead_letter
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = RunOptions { stop_when_idle };
+    let worker = {
+        let (config, stop) = (config.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || worker::run(&config, &stop, &options))
+    };
+    tokio::pin!(worker);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let result = tokio::select! {
+        result = &mut worker => result,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("SIGINT: finishing the open batch, then stopping");
+            stop.store(true, Ordering::Relaxed);
+            worker.await
+        }
+        _ = sigterm.recv() => {
+            tracing::info!("SIGTERM: finishing the open batch, then stopping");
+            stop.store(true, Ordering::Relaxed);
+            worker.await
+        }
+    };
+    match result.context("worker thread panicked")? {
+        Ok(_) => Ok(()),
+        Err(WorkerError::Startup(e)) => bail!("cannot start: {e}"),
+        Err(WorkerError::Fatal(e)) => bail!("stopped on a fatal error: {e}"),
+    }
+}
+
+fn inspect(config: &Config, topic: &str, limit: Option<usize>) -> anyhow::Result<()> {
+    let topics = &config.raw.topics;
+    let (name, role) = match topic {
+        "ledger" => (topics.ledger.as_str(), "ledger"),
+        "dead-letter" => (topics.dead_letter.as_str(), "dead-letter"),
+        "legacy" => (topics.legacy.as_str(), "legacy"),
+        other => (other, "topic"),
+    };
+    let log = read_committed(
+        &config.raw.kafka.brokers,
+        name,
+        config.raw.kafka.connect_timeout,
+    )
+    .with_context(|| format!("reading {name}"))?;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, record) in log.committed.iter().enumerate() {
+        let label = summary_label(role, record);
+        *counts.entry(label.clone()).or_default() += 1;
+        if limit.is_none_or(|l| i < l) {
+            println!("{}", describe(role, record, &label));
+        }
+    }
+    println!(
+        "{name}: {} committed records ({} aborted, {} in open transactions)",
+        log.committed.len(),
+        log.aborted,
+        log.open
+    );
+    for (label, count) in counts {
+        println!("  {count:>6}  {label}");
+    }
+    Ok(())
+}
+
+fn summary_label(role: &str, record: &CommittedRecord) -> String {
+    match role {
+        "ledger" => record
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<Value>(v).ok())
+            .and_then(|v| v["header"]["event_type"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "(not a JSON event)".into()),
+        "dead-letter" => format!(
+            "{}: {}",
+            record.header(dead_letter::STAGE).unwrap_or_default(),
+            record.header(dead_letter::REASON).unwrap_or_default()
+        ),
+        _ => "records".into(),
+    }
+}
+
+fn describe(role: &str, record: &CommittedRecord, label: &str) -> String {
+    let text = |b: &Option<bytes::Bytes>| {
+        b.as_deref().map_or_else(
+            || "null".to_owned(),
+            |b| String::from_utf8_lossy(b).into_owned(),
+        )
+    };
+    let value = text(&record.value);
+    let shown: String = value.chars().take(300).collect();
+    let more = if shown.len() < value.len() { "…" } else { "" };
+    match role {
+        "dead-letter" => format!(
+            "[{}@{}] key={} reason=\"{label}\" value={shown}{more}",
+            record.partition,
+            record.offset,
+            text(&record.key)
+        ),
+        _ => format!(
+            "[{}@{}] key={} {shown}{more}",
+            record.partition,
+            record.offset,
+            text(&record.key)
+        ),
+    }
+}
+
+fn load(config: &Config, input: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let lines = legacy_file::parse(&text).with_context(|| input.display().to_string())?;
+    let topic = &config.raw.topics.legacy;
+    loader::load(
+        &recast::kafka::client_config(config),
+        topic,
+        &lines,
+        config.raw.kafka.connect_timeout,
+    )
+    .with_context(|| format!("loading into {topic}"))?;
+    println!("loaded {} legacy records into {topic}", lines.len());
+    Ok(())
+}

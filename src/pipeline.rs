@@ -1,0 +1,185 @@
+//! The pure per-record core: decode → mapping → envelope + encode.
+//!
+//! No I/O and no clock: the caller passes `recorded_at`, so the same record
+//! always gives the same outcome. The worker runs it inside a transaction;
+//! tests and benches run it directly.
+
+use crate::config::Config;
+use crate::decode::Decoder;
+use crate::envelope::{EnvelopeContext, encode_json, header};
+use crate::legacy::LegacyRecord;
+use crate::mapping::{Mapped, Mapping};
+
+/// The stage that rejected a record, written to the dead-letter headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Decode,
+    Mapping,
+    /// The encoded event could not be written (larger than the producer
+    /// may send).
+    Encode,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Mapping => "mapping",
+            Stage::Encode => "encode",
+        }
+    }
+}
+
+/// A record that goes to the dead-letter topic, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub stage: Stage,
+    pub reason: String,
+}
+
+/// One encoded event, ready for the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEvent {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub event_type: String,
+}
+
+/// What becomes of one legacy record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Events(Vec<LedgerEvent>),
+    Filtered,
+    Rejected(Rejection),
+}
+
+/// The compiled per-record core.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    decoder: Decoder,
+    mapping: Mapping,
+    system: String,
+}
+
+impl Pipeline {
+    pub fn new(config: &Config) -> Self {
+        let raw = &config.raw;
+        Self {
+            decoder: Decoder::new(
+                raw.limits.max_value_bytes.get(),
+                raw.limits.max_json_depth.get(),
+            ),
+            mapping: Mapping::compile(&raw.mapping),
+            system: raw.source.system.clone(),
+        }
+    }
+
+    pub fn mapping_version(&self) -> &str {
+        self.mapping.version()
+    }
+
+    /// Runs one legacy record through every stage.
+    pub fn process(&self, record: &LegacyRecord<'_>, recorded_at_ms: i64) -> Outcome {
+        let object = match self.decoder.decode(record.value) {
+            Ok(object) => object,
+            Err(e) => return reject(Stage::Decode, &e),
+        };
+        let body = match self.mapping.apply(object) {
+            Ok(Mapped::Event(body)) => body,
+            Ok(Mapped::Filtered { .. }) => return Outcome::Filtered,
+            Err(e) => return reject(Stage::Mapping, &e),
+        };
+        let ctx = EnvelopeContext {
+            system: &self.system,
+            mapping_version: self.mapping.version(),
+            position: record.position,
+            kafka_timestamp_ms: record.timestamp_ms,
+            recorded_at_ms,
+        };
+        let header = header(&body, 0, &ctx);
+        let value = encode_json(&header, &body.payload);
+        Outcome::Events(vec![LedgerEvent {
+            key: body.key,
+            value,
+            event_type: body.event_type,
+        }])
+    }
+}
+
+fn reject(stage: Stage, error: &dyn std::error::Error) -> Outcome {
+    Outcome::Rejected(Rejection {
+        stage,
+        reason: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::legacy::Position;
+    use serde_json::Value;
+
+    fn pipeline() -> Pipeline {
+        Pipeline::new(&Config::load(None, Vec::new()).unwrap())
+    }
+
+    fn record(value: &[u8]) -> LegacyRecord<'_> {
+        LegacyRecord {
+            position: Position {
+                topic: "legacy-cart",
+                partition: 0,
+                offset: 42,
+            },
+            timestamp_ms: Some(1_700_000_000_000),
+            key: Some(b"cart-1"),
+            value: Some(value),
+        }
+    }
+
+    #[test]
+    fn a_command_becomes_one_clean_event() {
+        let value = br#"{"command":"add.to.cart","requestId":"r","cartId":"cart-1","sku":"S","qty":2,"_meta":{"host":"h"}}"#;
+        let Outcome::Events(events) = pipeline().process(&record(value), 1_800_000_000_000) else {
+            panic!("not an event")
+        };
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].key, "cart-1");
+        let json: Value = serde_json::from_slice(&events[0].value).unwrap();
+        assert_eq!(json["header"]["event_type"], "AddedToCart");
+        assert_eq!(json["header"]["occurred_at"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(json["payload"]["qty"], 2);
+        assert!(json["payload"].get("_meta").is_none());
+    }
+
+    #[test]
+    fn the_same_record_gives_the_same_event_id() {
+        let value = br#"{"command":"CHECKOUT","cartId":"cart-1"}"#;
+        let p = pipeline();
+        let ids: Vec<Value> = [1, 2]
+            .iter()
+            .map(|now| match p.process(&record(value), *now) {
+                Outcome::Events(e) => {
+                    serde_json::from_slice::<Value>(&e[0].value).unwrap()["header"]["event_id"]
+                        .clone()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids[0], ids[1]);
+    }
+
+    #[test]
+    fn rejections_name_their_stage() {
+        let p = pipeline();
+        let Outcome::Rejected(r) = p.process(&record(b"{\"command\": "), 0) else {
+            panic!()
+        };
+        assert_eq!(r.stage, Stage::Decode);
+        let Outcome::Rejected(r) = p.process(&record(br#"{"command":"DELETE_EVERYTHING"}"#), 0)
+        else {
+            panic!()
+        };
+        assert_eq!(r.stage, Stage::Mapping);
+        assert_eq!(r.reason, "unknown command `DELETE_EVERYTHING`");
+    }
+}

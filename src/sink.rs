@@ -1,0 +1,206 @@
+//! Sink: the transactional producer that writes events to the ledger and
+//! rejections to the dead-letter topic, and commits the source offsets in
+//! the same transaction (KIP-447: one producer per instance, fenced through
+//! the consumer group's generation).
+
+use std::time::Duration;
+
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use crate::config::Config;
+use crate::kafka::{StartupError, client_config};
+
+/// How a transactional failure must be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    /// The transaction can be aborted and the batch retried.
+    #[error("{0}")]
+    Abortable(String),
+    /// The producer is unusable (fenced by a newer instance with the same
+    /// `transactional.id`, invalid epoch, …): stop, let the orchestrator
+    /// restart the process.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// A produce that failed before reaching the broker.
+#[derive(Debug)]
+pub enum SendError {
+    /// The record is larger than the producer may send.
+    TooLarge,
+    Txn(TxnError),
+}
+
+/// How long a commit, abort or offsets call may take before it is retried
+/// or treated as failed.
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Retriable commit errors are retried this many times before aborting.
+const COMMIT_RETRIES: usize = 3;
+
+/// The transactional producer.
+pub struct Sink {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    transactional_id: String,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("transactional_id", &self.transactional_id)
+            .finish()
+    }
+}
+
+impl Sink {
+    /// Creates the producer and initialises transactions, which fences any
+    /// older producer with the same `transactional.id` and aborts the
+    /// transaction it left open.
+    pub fn connect(config: &Config) -> Result<Self, StartupError> {
+        let raw = &config.raw;
+        let transactional_id = config.transactional_id();
+        let mut client = client_config(config);
+        client
+            .set("transactional.id", &transactional_id)
+            .set("enable.idempotence", "true")
+            .set(
+                "transaction.timeout.ms",
+                raw.batch.transaction_timeout.as_millis().to_string(),
+            );
+        for (key, default) in [
+            // Java's partitioner: ledger keys land where any client expects.
+            ("partitioner", "murmur2_random"),
+            // librdkafka waits this long between polls of a transaction
+            // coordinator that is still busy with the previous commit; its
+            // 100 ms default dominates the cost of small transactions.
+            ("retry.backoff.ms", "10"),
+            ("linger.ms", "5"),
+        ] {
+            if !raw.kafka.properties.contains_key(key) {
+                client.set(key, default);
+            }
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            client.create().map_err(|source| StartupError::Client {
+                what: "producer",
+                source,
+            })?;
+        producer
+            .init_transactions(raw.kafka.connect_timeout)
+            .map_err(|source| StartupError::Client {
+                what: "transactional producer (init_transactions)",
+                source,
+            })?;
+        Ok(Self {
+            producer,
+            transactional_id,
+        })
+    }
+
+    pub fn begin(&self) -> Result<(), TxnError> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| self.classify("begin transaction", &e))
+    }
+
+    /// Queues one record in the open transaction. Waits while the local
+    /// queue is full; every other error is classified.
+    pub fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<(), SendError> {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The background thread drains the queue; wait for room.
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    return Err(SendError::TooLarge);
+                }
+                Err((e, _)) => return Err(SendError::Txn(self.classify("produce", &e))),
+            }
+        }
+    }
+
+    /// Adds the source offsets to the transaction and commits it.
+    pub fn commit(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), TxnError> {
+        self.producer
+            .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
+            .map_err(|e| self.classify("send offsets to transaction", &e))?;
+        let mut attempt = 0;
+        loop {
+            match self.producer.commit_transaction(TXN_CALL_TIMEOUT) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < COMMIT_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "commit failed, retrying");
+                }
+                Err(e) => return Err(self.classify("commit transaction", &e)),
+            }
+        }
+    }
+
+    /// Aborts the open transaction: nothing it wrote becomes visible.
+    pub fn abort(&self) -> Result<(), TxnError> {
+        self.producer
+            .abort_transaction(TXN_CALL_TIMEOUT)
+            .map_err(|e| self.classify("abort transaction", &e))
+    }
+
+    fn classify(&self, what: &str, error: &KafkaError) -> TxnError {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            return TxnError::Fatal(fatal_message(&self.transactional_id, what, code, &reason));
+        }
+        match error {
+            KafkaError::Transaction(e) if e.is_fatal() => TxnError::Fatal(fatal_message(
+                &self.transactional_id,
+                what,
+                e.code(),
+                &e.to_string(),
+            )),
+            _ => TxnError::Abortable(format!("{what}: {error}")),
+        }
+    }
+}
+
+fn fatal_message(id: &str, what: &str, code: RDKafkaErrorCode, reason: &str) -> String {
+    let hint = match code {
+        RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch => {
+            "; another instance initialised the same transactional.id (a restarted or \
+             duplicated instance with this kafka.instance_id): this one must stop"
+        }
+        _ => "",
+    };
+    format!("{what} failed for transactional.id `{id}`: {reason}{hint}")
+}
+
+/// Builds Kafka headers from name/value pairs (a value may be null).
+pub fn owned_headers<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+) -> OwnedHeaders {
+    pairs
+        .into_iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header { key, value })
+        })
+}

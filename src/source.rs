@@ -1,0 +1,227 @@
+//! Source: the consumer of the legacy topic. Polls batches, rewinds after an
+//! abort, and keeps revoked partitions' records out of the open batch.
+//!
+//! Offsets are never committed by the consumer itself: auto-commit and the
+//! offset store are off, and offsets travel inside the sink's transaction.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::config::Config;
+use crate::kafka::{StartupError, client_config};
+
+/// How long one poll may block while no batch is open, so shutdown and
+/// idle checks stay responsive.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Tracks the group's rebalances for the worker loop.
+#[derive(Debug, Default)]
+pub struct SourceContext {
+    /// Partitions revoked since the worker last looked.
+    revoked: Mutex<Vec<i32>>,
+    /// Set by each rebalance, cleared by the worker.
+    rebalanced: AtomicBool,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The worker never polls with a transaction open (see worker.rs), so
+        // the transaction is already finished when a revocation arrives: all
+        // that is left to do is forget the revoked partitions' buffered
+        // records, which their next owner reads again from the committed
+        // offset.
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions revoked");
+                self.revoked
+                    .lock()
+                    .expect("revoked list lock")
+                    .extend(partitions);
+            }
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+        self.rebalanced.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A batch of legacy records, in poll order (offset order per partition).
+pub type Batch<'c> = Vec<BorrowedMessage<'c>>;
+
+/// The legacy-topic consumer.
+pub struct Source {
+    consumer: BaseConsumer<SourceContext>,
+    topic: String,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl Source {
+    /// Creates the consumer and joins the group.
+    pub fn connect(config: &Config) -> Result<Self, StartupError> {
+        let raw = &config.raw;
+        let mut client = client_config(config);
+        client
+            .set("group.id", &raw.kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("group.protocol", "classic");
+        if !raw.kafka.properties.contains_key("auto.offset.reset") {
+            // A new group starts at the beginning of the legacy topic: the
+            // ledger should hold the legacy history, not only what comes next.
+            client.set("auto.offset.reset", "earliest");
+        }
+        let consumer: BaseConsumer<SourceContext> = client
+            .create_with_context(SourceContext::default())
+            .map_err(|source| StartupError::Client {
+                what: "consumer",
+                source,
+            })?;
+        consumer
+            .subscribe(&[&raw.topics.legacy])
+            .map_err(|source| StartupError::Client {
+                what: "subscription",
+                source,
+            })?;
+        Ok(Self {
+            consumer,
+            topic: raw.topics.legacy.clone(),
+        })
+    }
+
+    pub fn consumer(&self) -> &BaseConsumer<SourceContext> {
+        &self.consumer
+    }
+
+    /// Polls up to `max_records`, waiting at most `linger` after the first
+    /// record. Returns an empty batch when nothing arrived within one idle
+    /// poll or when `stop` was raised before the first record.
+    pub fn poll_batch(
+        &self,
+        max_records: usize,
+        linger: Duration,
+        stop: &AtomicBool,
+    ) -> Result<Batch<'_>, KafkaError> {
+        let mut batch: Batch<'_> = Vec::new();
+        let mut deadline: Option<Instant> = None;
+        while batch.len() < max_records {
+            let timeout = match deadline {
+                None if stop.load(Ordering::Relaxed) => break,
+                None => IDLE_POLL,
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => left,
+                    None => break,
+                },
+            };
+            let polled = self.consumer.poll(timeout);
+            self.drop_revoked(&mut batch);
+            match polled {
+                Some(Ok(message)) => {
+                    deadline.get_or_insert_with(|| Instant::now() + linger);
+                    batch.push(message);
+                }
+                Some(Err(e)) => {
+                    if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                        return Err(KafkaError::Global(code.into()))
+                            .inspect_err(|_| tracing::error!(%reason, "consumer fatal error"));
+                    }
+                    // Transport errors and the like: librdkafka retries them.
+                    tracing::warn!(error = %e, "consumer error");
+                }
+                None if deadline.is_none() => break,
+                None => {}
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Removes the records of partitions revoked since the last poll.
+    fn drop_revoked(&self, batch: &mut Batch<'_>) {
+        let revoked: Vec<i32> = std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .revoked
+                .lock()
+                .expect("revoked lock"),
+        );
+        if !revoked.is_empty() {
+            batch.retain(|m| !revoked.contains(&m.partition()));
+        }
+    }
+
+    /// Whether a rebalance happened since the last call.
+    pub fn take_rebalanced(&self) -> bool {
+        self.consumer
+            .context()
+            .rebalanced
+            .swap(false, Ordering::Relaxed)
+    }
+
+    /// The offsets to commit for a batch: per partition, one past its last
+    /// record.
+    pub fn next_offsets(&self, batch: &Batch<'_>) -> TopicPartitionList {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for message in batch {
+            next.insert(message.partition(), message.offset() + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in next {
+            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                .expect("a concrete offset is always valid");
+        }
+        tpl
+    }
+
+    /// Moves every partition of an aborted batch back to the batch's first
+    /// record. That is the committed offset: the batch was polled from the
+    /// committed position, since every earlier batch was either committed
+    /// or rewound in the same way.
+    pub fn rewind(&self, first_offsets: &BTreeMap<i32, i64>) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in first_offsets {
+            tpl.add_partition_offset(&self.topic, *partition, Offset::Offset(*offset))
+                .expect("a concrete offset is always valid");
+        }
+        let result = self
+            .consumer
+            .seek_partitions(tpl, Duration::from_secs(10))?;
+        for element in result.elements() {
+            if let Err(e) = element.error() {
+                tracing::warn!(partition = element.partition(), error = %e, "rewind failed");
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Each partition's first offset in a batch: where to rewind to.
+pub fn first_offsets(batch: &Batch<'_>) -> BTreeMap<i32, i64> {
+    let mut first = BTreeMap::new();
+    for message in batch {
+        first.entry(message.partition()).or_insert(message.offset());
+    }
+    first
+}

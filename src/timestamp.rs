@@ -1,0 +1,87 @@
+//! Event times: legacy timestamps in their many forms → epoch milliseconds,
+//! and epoch milliseconds → the one RFC 3339 form the ledger uses.
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+/// Epoch numbers below this are seconds, at or above it milliseconds: 10^11
+/// seconds is the year 5138, 10^11 milliseconds is March 1973, so no real
+/// event time of either unit falls on the wrong side.
+const MILLIS_THRESHOLD: f64 = 1e11;
+
+/// Reads a legacy event time: epoch seconds or milliseconds (integer or
+/// fractional), or an RFC 3339 string with any offset.
+pub fn epoch_millis(value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Number(n) => {
+            let n = n.as_f64().ok_or_else(|| format!("{n} is not a number"))?;
+            if !n.is_finite() || n < 0.0 {
+                return Err(format!("{n} is not an epoch time"));
+            }
+            let ms = if n < MILLIS_THRESHOLD { n * 1000.0 } else { n };
+            if ms > 253_402_300_799_999.0 {
+                return Err(format!("{n} is after the year 9999"));
+            }
+            Ok(ms.round() as i64)
+        }
+        Value::String(s) => {
+            let t = OffsetDateTime::parse(s, &Rfc3339)
+                .map_err(|_| format!("`{s}` is not an RFC 3339 time"))?;
+            Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+        }
+        other => Err(format!(
+            "{} is neither an epoch number nor an RFC 3339 string",
+            crate::decode::json_kind(other)
+        )),
+    }
+}
+
+/// Formats epoch milliseconds as RFC 3339 in UTC with exactly three
+/// fractional digits (`2025-11-24T16:00:00.137Z`): one fixed width makes
+/// ledger times sort as strings.
+pub fn format_millis(ms: i64) -> String {
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .format(&format)
+        .expect("a UTC time always formats")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_every_legacy_form() {
+        let expected = 1_764_000_000_137;
+        assert_eq!(epoch_millis(&json!(1_764_000_000_137_i64)), Ok(expected));
+        assert_eq!(epoch_millis(&json!(1_764_000_000.137)), Ok(expected));
+        assert_eq!(
+            epoch_millis(&json!("2025-11-24T16:00:00.137Z")),
+            Ok(expected)
+        );
+        assert_eq!(
+            epoch_millis(&json!("2025-11-24T17:00:00.137+01:00")),
+            Ok(expected)
+        );
+        assert_eq!(epoch_millis(&json!(1_764_000_000)), Ok(1_764_000_000_000));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_time() {
+        assert!(epoch_millis(&json!(-5)).is_err());
+        assert!(epoch_millis(&json!(true)).is_err());
+        assert!(epoch_millis(&json!("24/11/2025")).is_err());
+        assert!(epoch_millis(&json!(1e300)).is_err());
+    }
+
+    #[test]
+    fn formats_with_fixed_width() {
+        assert_eq!(format_millis(1_764_000_000_137), "2025-11-24T16:00:00.137Z");
+        assert_eq!(format_millis(1_764_000_000_000), "2025-11-24T16:00:00.000Z");
+    }
+}

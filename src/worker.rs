@@ -1,0 +1,320 @@
+//! The transaction loop (DESIGN.md, "The transaction loop"): poll a batch,
+//! run every record through the pipeline inside one transaction, commit the
+//! events, the dead letters and the source offsets together.
+//!
+//! The loop never polls while a transaction is open: a batch is polled
+//! first, then transacted. Rebalance callbacks run inside `poll`, so a
+//! revocation always finds the previous transaction finished, and the
+//! buffered records of revoked partitions are simply dropped (their new
+//! owner reads them again from the committed offset).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{BorrowedMessage, Headers};
+
+use crate::config::Config;
+use crate::dead_letter;
+use crate::kafka::{StartupError, check_cluster};
+use crate::legacy::{LegacyRecord, Position};
+use crate::pipeline::{Outcome, Pipeline, Rejection, Stage};
+use crate::sink::{SendError, Sink, TxnError, owned_headers};
+use crate::source::{Batch, Source, first_offsets};
+
+/// How often the loop logs a one-line progress summary.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why the worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Options of `recast run` that are not configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop (exit 0) once no record has arrived for this long: for backfills
+    /// and the quickstart.
+    pub stop_when_idle: Option<Duration>,
+}
+
+/// What the worker did, summed over its lifetime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub consumed: u64,
+    pub events: u64,
+    pub filtered: u64,
+    pub rejected: u64,
+    pub committed: u64,
+    pub aborted: u64,
+}
+
+impl Totals {
+    fn add_batch(&mut self, batch: &Totals) {
+        self.consumed += batch.consumed;
+        self.events += batch.events;
+        self.filtered += batch.filtered;
+        self.rejected += batch.rejected;
+    }
+}
+
+/// Runs the worker until `stop` is raised, the idle limit passes, or a fatal
+/// error occurs.
+pub fn run(
+    config: &Config,
+    stop: &Arc<AtomicBool>,
+    options: &RunOptions,
+) -> Result<Totals, WorkerError> {
+    let partitions = check_cluster(config)?;
+    let pipeline = Pipeline::new(config);
+    let sink = Sink::connect(config)?;
+    let source = Source::connect(config)?;
+    tracing::info!(
+        legacy = %config.raw.topics.legacy,
+        partitions,
+        ledger = %config.raw.topics.ledger,
+        dead_letter = %config.raw.topics.dead_letter,
+        transactional_id = %config.transactional_id(),
+        mapping_version = pipeline.mapping_version(),
+        "worker started"
+    );
+    let worker = Worker {
+        config,
+        pipeline,
+        source,
+        sink,
+    };
+    let totals = worker.run_loop(stop, options)?;
+    tracing::info!(?totals, "worker stopped");
+    Ok(totals)
+}
+
+struct Worker<'a> {
+    config: &'a Config,
+    pipeline: Pipeline,
+    source: Source,
+    sink: Sink,
+}
+
+impl Worker<'_> {
+    fn run_loop(&self, stop: &AtomicBool, options: &RunOptions) -> Result<Totals, WorkerError> {
+        let batch_config = &self.config.raw.batch;
+        let mut totals = Totals::default();
+        let mut transactions = 0u64;
+        let mut last_record = Instant::now();
+        let mut last_progress = (Instant::now(), totals);
+        loop {
+            let batch = self
+                .source
+                .poll_batch(batch_config.max_records.get(), batch_config.linger, stop)
+                .map_err(|e| WorkerError::Fatal(format!("consumer: {e}")))?;
+            if self.source.take_rebalanced() {
+                // An assignment restarts the idle clock: new partitions may
+                // have records the idle check has not seen yet.
+                last_record = Instant::now();
+            }
+            if batch.is_empty() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if options
+                    .stop_when_idle
+                    .is_some_and(|idle| last_record.elapsed() >= idle)
+                {
+                    tracing::info!("no records for the idle limit; stopping");
+                    break;
+                }
+                continue;
+            }
+            last_record = Instant::now();
+            transactions += 1;
+            match self.transact(&batch, transactions) {
+                Ok(batch_totals) => {
+                    totals.add_batch(&batch_totals);
+                    totals.committed += 1;
+                }
+                Err(TxnError::Fatal(message)) => return Err(WorkerError::Fatal(message)),
+                Err(TxnError::Abortable(reason)) => {
+                    tracing::warn!(%reason, records = batch.len(), "aborting transaction");
+                    self.sink
+                        .abort()
+                        .map_err(|e| WorkerError::Fatal(format!("after `{reason}`: {e}")))?;
+                    self.source.rewind(&first_offsets(&batch)).map_err(|e| {
+                        WorkerError::Fatal(format!(
+                            "cannot rewind after an aborted transaction: {e}; \
+                             restart to resume from the committed offsets"
+                        ))
+                    })?;
+                    totals.aborted += 1;
+                }
+            }
+            if last_progress.0.elapsed() >= PROGRESS_INTERVAL {
+                log_progress(&last_progress, &totals);
+                last_progress = (Instant::now(), totals);
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Runs one batch as one transaction.
+    fn transact(&self, batch: &Batch<'_>, sequence: u64) -> Result<Totals, TxnError> {
+        let first = batch.first().map_or(0, Message::offset);
+        let span = tracing::debug_span!("transaction", sequence, records = batch.len(), first);
+        let _entered = span.enter();
+        let started = Instant::now();
+        self.sink.begin()?;
+        let recorded_at_ms = now_ms();
+        let mut counts = Totals::default();
+        for message in batch {
+            counts.consumed += 1;
+            let record = legacy_record(message);
+            match self.pipeline.process(&record, recorded_at_ms) {
+                Outcome::Events(events) => {
+                    for event in &events {
+                        match self.sink.send(
+                            &self.config.raw.topics.ledger,
+                            Some(event.key.as_bytes()),
+                            Some(&event.value),
+                            owned_headers([]),
+                        ) {
+                            Ok(()) => counts.events += 1,
+                            Err(SendError::TooLarge) => {
+                                let rejection = Rejection {
+                                    stage: Stage::Encode,
+                                    reason: format!(
+                                        "event of {} bytes is larger than the producer may send \
+                                         (message.max.bytes)",
+                                        event.value.len()
+                                    ),
+                                };
+                                self.dead_letter(message, &record, &rejection)?;
+                                counts.rejected += 1;
+                            }
+                            Err(SendError::Txn(e)) => return Err(e),
+                        }
+                    }
+                }
+                Outcome::Filtered => counts.filtered += 1,
+                Outcome::Rejected(rejection) => {
+                    self.dead_letter(message, &record, &rejection)?;
+                    counts.rejected += 1;
+                }
+            }
+        }
+        let group = self
+            .source
+            .consumer()
+            .group_metadata()
+            .ok_or_else(|| TxnError::Abortable("no consumer group metadata yet".into()))?;
+        let offsets = self.source.next_offsets(batch);
+        if self.config.raw.chaos.abort_transactions.contains(&sequence) {
+            return Err(TxnError::Abortable(format!(
+                "chaos.abort_transactions names transaction {sequence}"
+            )));
+        }
+        self.sink.commit(&offsets, &group)?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            events = counts.events,
+            rejected = counts.rejected,
+            filtered = counts.filtered,
+            "committed"
+        );
+        Ok(counts)
+    }
+
+    /// Writes a rejected legacy record, unchanged, to the dead-letter topic.
+    fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        record: &LegacyRecord<'_>,
+        rejection: &Rejection,
+    ) -> Result<(), TxnError> {
+        tracing::info!(
+            position = %record.position,
+            stage = rejection.stage.as_str(),
+            reason = %rejection.reason,
+            "rejected"
+        );
+        let ours = dead_letter::headers(
+            record.position,
+            record.timestamp_ms,
+            rejection,
+            self.pipeline.mapping_version(),
+        );
+        let original: Vec<(&str, Option<&[u8]>)> = message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+            .unwrap_or_default();
+        let headers = |extra: Option<&(&'static str, String)>| {
+            owned_headers(
+                original.iter().copied().chain(
+                    ours.iter()
+                        .chain(extra)
+                        .map(|(k, v)| (*k, Some(v.as_bytes()))),
+                ),
+            )
+        };
+        let topic = &self.config.raw.topics.dead_letter;
+        match self
+            .sink
+            .send(topic, record.key, record.value, headers(None))
+        {
+            Ok(()) => return Ok(()),
+            Err(SendError::Txn(e)) => return Err(e),
+            Err(SendError::TooLarge) => {}
+        }
+        // Too large to copy: keep the record countable and findable by
+        // writing it without its value (and, if need be, its key), with a
+        // header that says so. The source position in the headers leads to
+        // the original.
+        let size = record.value.map_or(0, <[u8]>::len) + record.key.map_or(0, <[u8]>::len);
+        let omitted = dead_letter::value_omitted(size);
+        match self.sink.send(topic, None, None, headers(Some(&omitted))) {
+            Ok(()) => Ok(()),
+            Err(SendError::Txn(e)) => Err(e),
+            Err(SendError::TooLarge) => Err(TxnError::Fatal(format!(
+                "{}: even without its value, the dead letter is larger than the producer may \
+                 send; raise message.max.bytes in kafka.properties",
+                record.position
+            ))),
+        }
+    }
+}
+
+fn legacy_record<'m>(message: &'m BorrowedMessage<'_>) -> LegacyRecord<'m> {
+    LegacyRecord {
+        position: Position {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key(),
+        value: message.payload(),
+    }
+}
+
+fn log_progress(since: &(Instant, Totals), now: &Totals) {
+    let seconds = since.0.elapsed().as_secs_f64().max(0.001);
+    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / seconds;
+    tracing::info!(
+        in_per_s = format!("{:.0}", rate(now.consumed, since.1.consumed)),
+        out_per_s = format!("{:.0}", rate(now.events, since.1.events)),
+        committed = now.committed,
+        aborted = now.aborted,
+        "progress"
+    );
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
