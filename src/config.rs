@@ -117,6 +117,13 @@ pub struct KafkaConfig {
     /// (a pod name in Kubernetes).
     #[serde(default)]
     pub instance_id: Option<String>,
+    /// Join the group as a static member (`group.instance.id` =
+    /// `instance_id`): a crashed instance restarted with the same id takes
+    /// its partitions back at once, with no rebalance. Use it where instance
+    /// ids are stable (`StatefulSet`, systemd). The cost: a stopped instance's
+    /// partitions wait for `session.timeout.ms` before moving to the others.
+    #[serde(default)]
+    pub static_membership: bool,
     /// How long start-up waits for the cluster before giving up.
     #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -227,8 +234,9 @@ pub struct MappingConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChaosConfig {
-    /// Transactions (counted from 1 per process) to abort after all their
-    /// records were produced and their offsets sent, instead of committing.
+    /// Transactions (counted from 1 per process, retries included) to abort
+    /// after all their records were produced and their offsets sent,
+    /// instead of committing them.
     #[serde(default)]
     pub abort_transactions: Vec<u64>,
 }
@@ -247,7 +255,7 @@ mod defaults {
         Duration::from_millis(200)
     }
     pub fn transaction_timeout() -> Duration {
-        Duration::from_secs(60)
+        Duration::from_mins(1)
     }
     pub fn max_value_bytes() -> NonZeroUsize {
         NonZeroUsize::new(900 * 1024).expect("non-zero")
@@ -270,6 +278,7 @@ const OWNED_PROPERTIES: &[&str] = &[
     "transaction.timeout.ms",
     "partition.assignment.strategy",
     "group.protocol",
+    "group.instance.id",
 ];
 
 /// A configuration that passed validation, with the values derived from it.
@@ -478,7 +487,16 @@ fn apply_env(
         if !rest.contains("__") {
             continue;
         }
-        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let mut path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        // librdkafka property names are dotted, and shells do not allow dots
+        // in variable names: RECAST_KAFKA__PROPERTIES__SASL_PASSWORD sets
+        // `sasl.password`.
+        if let [kafka, properties, name] = path.as_mut_slice()
+            && kafka == "kafka"
+            && properties == "properties"
+        {
+            *name = name.replace('_', ".");
+        }
         let env_error = |message: String| ConfigError::Env {
             origin: origin.clone(),
             var: var.clone(),
@@ -565,12 +583,7 @@ mod tests {
 
     #[test]
     fn linger_must_leave_room_in_the_transaction() {
-        let text = EMBEDDED_DEFAULT
-            .replace("linger = \"100ms\"", "linger = \"50s\"")
-            .replace(
-                "transaction_timeout = \"60s\"",
-                "transaction_timeout = \"60s\"",
-            );
+        let text = EMBEDDED_DEFAULT.replace("linger = \"100ms\"", "linger = \"50s\"");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("batch.linger"), "{err}");
     }
@@ -593,10 +606,15 @@ mod tests {
                 "10.0.0.1:9093".to_owned(),
             ),
             ("RECAST_CACHE_DIR".to_owned(), "/ignored".to_owned()),
+            (
+                "RECAST_KAFKA__PROPERTIES__SASL_PASSWORD".to_owned(),
+                "secret".to_owned(),
+            ),
         ];
         let config = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env).unwrap();
         assert_eq!(config.raw.batch.max_records.get(), 17);
         assert_eq!(config.raw.kafka.brokers, "10.0.0.1:9093");
+        assert_eq!(config.raw.kafka.properties["sasl.password"], "secret");
     }
 
     #[test]

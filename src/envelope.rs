@@ -13,7 +13,7 @@ use crate::legacy::Position;
 use crate::mapping::EventBody;
 use crate::timestamp::format_millis;
 
-/// Namespace of every `event_id` (UUIDv5). Fixed forever: changing it would
+/// Namespace of every `event_id` (a version 5 UUID). Fixed forever: changing it would
 /// give replayed records new ids.
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1c_44f4_83a5_4f7e_9d0c_2f0e_5a8b_7c31);
 

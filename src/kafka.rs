@@ -14,11 +14,11 @@ use crate::config::Config;
 /// Why the worker cannot start against this cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot reach the brokers {brokers} within {timeout}: {source}")]
+    #[error("cannot reach the brokers {brokers} within {}: {source}", humantime::format_duration(*.timeout))]
     Unreachable {
         brokers: String,
-        timeout: String,
-        source: KafkaError,
+        timeout: Duration,
+        source: Box<KafkaError>,
     },
     #[error("topic `{topic}` ({role}) does not exist on {brokers}; create it first")]
     MissingTopic {
@@ -35,7 +35,7 @@ pub enum StartupError {
     #[error("cannot create the Kafka {what}: {source}")]
     Client {
         what: &'static str,
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
 }
 
@@ -61,7 +61,7 @@ pub fn check_cluster(config: &Config) -> Result<usize, StartupError> {
             .create()
             .map_err(|source| StartupError::Client {
                 what: "metadata client",
-                source,
+                source: Box::new(source),
             })?;
     let mut legacy_partitions = 0;
     for (role, topic) in [
@@ -88,8 +88,8 @@ fn topic_partitions(
         .fetch_metadata(Some(topic), timeout)
         .map_err(|source| StartupError::Unreachable {
             brokers: brokers.to_owned(),
-            timeout: humantime::format_duration(timeout).to_string(),
-            source,
+            timeout,
+            source: Box::new(source),
         })?;
     let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Err(StartupError::MissingTopic {

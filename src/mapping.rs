@@ -121,7 +121,11 @@ impl Mapping {
     pub fn compile(config: &MappingConfig) -> Self {
         let canonical = serde_json::to_vec(config).expect("mapping config serialises");
         let digest = Sha256::digest(&canonical);
-        let version = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let version = digest[..8].iter().fold(String::new(), |mut hex, b| {
+            use std::fmt::Write;
+            write!(hex, "{b:02x}").expect("writing to a String");
+            hex
+        });
         Self {
             command_field: FieldPath::parse(&config.command_field),
             events: config
@@ -239,7 +243,7 @@ mod tests {
         Mapping::compile(&Config::load(None, Vec::new()).unwrap().raw.mapping)
     }
 
-    fn object(value: Value) -> Map<String, Value> {
+    fn object(value: &Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
     }
 
@@ -247,7 +251,7 @@ mod tests {
     fn every_spelling_of_a_command_maps_to_one_event_type() {
         let m = mapping();
         for spelling in ["ADD_TO_CART", "AddToCart", "add.to.cart", "add-to-cart"] {
-            let input = object(json!({"command": spelling, "cartId": "c1"}));
+            let input = object(&json!({"command": spelling, "cartId": "c1"}));
             let Mapped::Event(body) = m.apply(input).unwrap() else {
                 panic!("{spelling} filtered")
             };
@@ -257,7 +261,7 @@ mod tests {
 
     #[test]
     fn technical_context_is_dropped_and_header_fields_taken() {
-        let input = object(json!({
+        let input = object(&json!({
             "command": "checkout", "requestId": "r-1", "cartId": "cart-9",
             "customer": {"id": "c-1", "email": "a@example.com"}, "ts": 1_764_000_000_548_i64,
             "total": 438.39, "_meta": {"host": "h"}, "debug_trace": "x"
@@ -278,7 +282,7 @@ mod tests {
 
     #[test]
     fn heartbeats_are_filtered() {
-        let input = object(json!({"command": "HEARTBEAT", "_meta": {}}));
+        let input = object(&json!({"command": "HEARTBEAT", "_meta": {}}));
         assert_eq!(
             mapping().apply(input).unwrap(),
             Mapped::Filtered {
@@ -311,7 +315,7 @@ mod tests {
             ),
         ];
         for (input, reason) in cases {
-            assert_eq!(m.apply(object(input)).unwrap_err().to_string(), reason);
+            assert_eq!(m.apply(object(&input)).unwrap_err().to_string(), reason);
         }
     }
 

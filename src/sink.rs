@@ -51,7 +51,7 @@ impl std::fmt::Debug for Sink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sink")
             .field("transactional_id", &self.transactional_id)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,13 +86,13 @@ impl Sink {
         let producer: ThreadedProducer<DefaultProducerContext> =
             client.create().map_err(|source| StartupError::Client {
                 what: "producer",
-                source,
+                source: Box::new(source),
             })?;
         producer
             .init_transactions(raw.kafka.connect_timeout)
             .map_err(|source| StartupError::Client {
                 what: "transactional producer (init_transactions)",
-                source,
+                source: Box::new(source),
             })?;
         Ok(Self {
             producer,
@@ -138,15 +138,20 @@ impl Sink {
         }
     }
 
-    /// Adds the source offsets to the transaction and commits it.
-    pub fn commit(
+    /// Adds the source offsets to the open transaction: they commit (or
+    /// abort) together with the records.
+    pub fn send_offsets(
         &self,
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
     ) -> Result<(), TxnError> {
         self.producer
             .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
-            .map_err(|e| self.classify("send offsets to transaction", &e))?;
+            .map_err(|e| self.classify("send offsets to transaction", &e))
+    }
+
+    /// Commits the open transaction.
+    pub fn commit(&self) -> Result<(), TxnError> {
         let mut attempt = 0;
         loop {
             match self.producer.commit_transaction(TXN_CALL_TIMEOUT) {

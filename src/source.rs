@@ -41,7 +41,11 @@ impl ConsumerContext for SourceContext {
         // offset.
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let partitions: Vec<i32> = tpl
+                    .elements()
+                    .iter()
+                    .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
+                    .collect();
                 tracing::info!(?partitions, "partitions revoked");
                 self.revoked
                     .lock()
@@ -49,7 +53,11 @@ impl ConsumerContext for SourceContext {
                     .extend(partitions);
             }
             Rebalance::Assign(tpl) => {
-                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let partitions: Vec<i32> = tpl
+                    .elements()
+                    .iter()
+                    .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
+                    .collect();
                 tracing::info!(?partitions, "partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
@@ -71,7 +79,7 @@ impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Source")
             .field("topic", &self.topic)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,6 +95,9 @@ impl Source {
             .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("group.protocol", "classic");
+        if raw.kafka.static_membership {
+            client.set("group.instance.id", &config.instance_id);
+        }
         if !raw.kafka.properties.contains_key("auto.offset.reset") {
             // A new group starts at the beginning of the legacy topic: the
             // ledger should hold the legacy history, not only what comes next.
@@ -96,13 +107,13 @@ impl Source {
             .create_with_context(SourceContext::default())
             .map_err(|source| StartupError::Client {
                 what: "consumer",
-                source,
+                source: Box::new(source),
             })?;
         consumer
             .subscribe(&[&raw.topics.legacy])
             .map_err(|source| StartupError::Client {
                 what: "subscription",
-                source,
+                source: Box::new(source),
             })?;
         Ok(Self {
             consumer,
@@ -143,7 +154,7 @@ impl Source {
                 }
                 Some(Err(e)) => {
                     if let Some((code, reason)) = self.consumer.client().fatal_error() {
-                        return Err(KafkaError::Global(code.into()))
+                        return Err(KafkaError::Global(code))
                             .inspect_err(|_| tracing::error!(%reason, "consumer fatal error"));
                     }
                     // Transport errors and the like: librdkafka retries them.
@@ -169,6 +180,11 @@ impl Source {
         if !revoked.is_empty() {
             batch.retain(|m| !revoked.contains(&m.partition()));
         }
+    }
+
+    /// Whether this instance holds any partition of the legacy topic.
+    pub fn has_assignment(&self) -> bool {
+        self.consumer.assignment().is_ok_and(|tpl| tpl.count() > 0)
     }
 
     /// Whether a rebalance happened since the last call.

@@ -24,6 +24,9 @@ use crate::pipeline::{Outcome, Pipeline, Rejection, Stage};
 use crate::sink::{SendError, Sink, TxnError, owned_headers};
 use crate::source::{Batch, Source, first_offsets};
 
+/// First wait after a repeated abort; doubles per consecutive abort.
+const ABORT_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_ABORT_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the loop logs a one-line progress summary.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -107,6 +110,7 @@ impl Worker<'_> {
         let batch_config = &self.config.raw.batch;
         let mut totals = Totals::default();
         let mut transactions = 0u64;
+        let mut consecutive_aborts = 0u32;
         let mut last_record = Instant::now();
         let mut last_progress = (Instant::now(), totals);
         loop {
@@ -126,6 +130,7 @@ impl Worker<'_> {
                 if options
                     .stop_when_idle
                     .is_some_and(|idle| last_record.elapsed() >= idle)
+                    && self.source.has_assignment()
                 {
                     tracing::info!("no records for the idle limit; stopping");
                     break;
@@ -141,6 +146,7 @@ impl Worker<'_> {
                 }
                 Err(TxnError::Fatal(message)) => return Err(WorkerError::Fatal(message)),
                 Err(TxnError::Abortable(reason)) => {
+                    consecutive_aborts += 1;
                     tracing::warn!(%reason, records = batch.len(), "aborting transaction");
                     self.sink
                         .abort()
@@ -152,8 +158,19 @@ impl Worker<'_> {
                         ))
                     })?;
                     totals.aborted += 1;
+                    // A cause that persists (an unwritable ledger, an ACL)
+                    // would otherwise spin: back off, doubling to 30 s.
+                    let backoff = ABORT_BACKOFF
+                        .saturating_mul(1 << consecutive_aborts.min(10))
+                        .min(MAX_ABORT_BACKOFF);
+                    if consecutive_aborts > 1 {
+                        tracing::warn!(?backoff, consecutive_aborts, "backing off before retrying");
+                        std::thread::sleep(backoff);
+                    }
+                    continue;
                 }
             }
+            consecutive_aborts = 0;
             if last_progress.0.elapsed() >= PROGRESS_INTERVAL {
                 log_progress(&last_progress, &totals);
                 last_progress = (Instant::now(), totals);
@@ -212,13 +229,14 @@ impl Worker<'_> {
             .consumer()
             .group_metadata()
             .ok_or_else(|| TxnError::Abortable("no consumer group metadata yet".into()))?;
-        let offsets = self.source.next_offsets(batch);
+        self.sink
+            .send_offsets(&self.source.next_offsets(batch), &group)?;
         if self.config.raw.chaos.abort_transactions.contains(&sequence) {
             return Err(TxnError::Abortable(format!(
                 "chaos.abort_transactions names transaction {sequence}"
             )));
         }
-        self.sink.commit(&offsets, &group)?;
+        self.sink.commit()?;
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             events = counts.events,

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 version=0.7.0
-root="${RECAST_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/recast}/nisshi-$version"
+root="${RECAST_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/recast}/nisshi-$version"
 bin="$root/bin/nisshi"
 
 if [ ! -x "$bin" ]; then

@@ -1,0 +1,176 @@
+//! Hostile legacy records: each goes to the dead-letter topic with a reason,
+//! and the worker keeps running.
+
+mod common;
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use common::{Scenario, TIMEOUT, brokers, terminate};
+
+struct Bad {
+    key: Option<&'static str>,
+    value: Option<Vec<u8>>,
+    /// Expected reason prefix; `None` for a record that must become an event.
+    reason: Option<&'static str>,
+}
+
+#[test]
+fn every_bad_record_is_dead_lettered_with_a_reason() {
+    let s = Scenario::new("bad", 1);
+    let valid = |cart: &str, id: &str| {
+        format!(r#"{{"command": "AddToCart", "requestId": "{id}", "cartId": "{cart}", "sku": "S", "qty": 1}}"#)
+            .into_bytes()
+    };
+    let cases = vec![
+        Bad {
+            key: Some("truncated"),
+            value: Some(br#"{"command": "ADD_TO_CART", "cartId": "#.to_vec()),
+            reason: Some("invalid JSON"),
+        },
+        Bad {
+            key: Some("garbage"),
+            value: Some(b"\x00\x01binary\xff\xfe".to_vec()),
+            reason: Some("value is not UTF-8"),
+        },
+        Bad {
+            key: Some("empty"),
+            value: Some(Vec::new()),
+            reason: Some("empty value"),
+        },
+        Bad {
+            key: Some("tombstone"),
+            value: None,
+            reason: Some("no value (tombstone)"),
+        },
+        Bad {
+            key: Some("huge"),
+            value: Some(vec![b'x'; 1 << 20]),
+            reason: Some("value of 1048576 bytes exceeds limits.max_value_bytes"),
+        },
+        Bad {
+            key: Some("unknown"),
+            value: Some(br#"{"command": "DELETE_EVERYTHING", "cartId": "c"}"#.to_vec()),
+            reason: Some("unknown command `DELETE_EVERYTHING`"),
+        },
+        Bad {
+            key: Some("deep"),
+            value: Some(format!("{{\"a\":{}{}}}", "[".repeat(500), "]".repeat(500)).into_bytes()),
+            reason: Some("JSON nested deeper"),
+        },
+        Bad {
+            key: Some("array"),
+            value: Some(b"[1, 2, 3]".to_vec()),
+            reason: Some("JSON value is an array, not an object"),
+        },
+        Bad {
+            key: Some("no-command"),
+            value: Some(br#"{"cartId": "c"}"#.to_vec()),
+            reason: Some("no command at `command`"),
+        },
+        Bad {
+            key: Some("bad-time"),
+            value: Some(
+                br#"{"command": "checkout", "cartId": "c", "ts": "last tuesday"}"#.to_vec(),
+            ),
+            reason: Some("event time at `ts`"),
+        },
+        // A null key is fine: the ledger key comes from the payload.
+        Bad {
+            key: None,
+            value: Some(valid("cart-null-key", "r-null-key")),
+            reason: None,
+        },
+        // And the worker is still running after all of the above.
+        Bad {
+            key: Some("cart-after"),
+            value: Some(valid("cart-after", "r-after")),
+            reason: None,
+        },
+    ];
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    for case in &cases {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "origin",
+            value: Some("legacy-app"),
+        });
+        let mut record = BaseRecord::<str, [u8]>::to(&s.legacy).headers(headers);
+        if let Some(key) = case.key {
+            record = record.key(key);
+        }
+        if let Some(value) = &case.value {
+            record = record.payload(value.as_slice());
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(TIMEOUT).unwrap();
+
+    let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
+    assert!(
+        s.wait_caught_up(1, Duration::from_secs(120)),
+        "{}",
+        s.worker_log("w1")
+    );
+    assert_eq!(terminate(&mut worker), Some(0), "{}", s.worker_log("w1"));
+
+    let dead = s.dead_letters();
+    let rejected: Vec<&Bad> = cases.iter().filter(|c| c.reason.is_some()).collect();
+    assert_eq!(dead.committed.len(), rejected.len());
+    for (record, case) in dead.committed.iter().zip(&rejected) {
+        let key = record
+            .key
+            .as_deref()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        let reason = record.header("recast.reason").unwrap();
+        assert!(
+            reason.starts_with(case.reason.unwrap()),
+            "{key:?}: {reason}"
+        );
+        assert_eq!(
+            record.header("origin").as_deref(),
+            Some("legacy-app"),
+            "original headers kept"
+        );
+        assert_eq!(
+            record.header("recast.source.topic").as_deref(),
+            Some(s.legacy.as_str())
+        );
+        if case.key == Some("huge") {
+            // Too large for the dead-letter topic: kept, countable, findable.
+            assert!(record.value.is_none());
+            assert!(
+                record
+                    .header("recast.value.omitted")
+                    .unwrap()
+                    .starts_with("1048585 bytes")
+            );
+            assert_eq!(record.header("recast.source.offset").as_deref(), Some("4"));
+        } else {
+            assert_eq!(key.as_deref(), case.key, "key unchanged");
+            assert_eq!(
+                record.value.as_deref(),
+                case.value.as_deref(),
+                "value unchanged"
+            );
+        }
+    }
+    let ledger = s.ledger();
+    let ids: Vec<String> = ledger
+        .committed
+        .iter()
+        .map(|r| {
+            common::event_json(r)["header"]["correlation_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, ["r-null-key", "r-after"]);
+}

@@ -1,0 +1,505 @@
+//! Shared harness of the integration tests: a real Kafka-protocol broker on
+//! loopback (started once per test binary, stopped when the binary exits),
+//! uniquely named topics and groups, the `recast` binary as a child
+//! process, and the ledger read back through the log-level committed reader.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use recast::legacy_file::LegacyLine;
+use recast::log_reader::{TopicLog, read_committed};
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The broker of this test binary: `RECAST_TEST_BROKERS` if set, else a
+/// broker this process starts.
+pub fn brokers() -> &'static str {
+    static BROKER: OnceLock<(String, Option<Child>)> = OnceLock::new();
+    &BROKER
+        .get_or_init(|| {
+            if let Ok(brokers) = std::env::var("RECAST_TEST_BROKERS") {
+                return (brokers, None);
+            }
+            let (address, watchdog) = start_broker();
+            (address, Some(watchdog))
+        })
+        .0
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Starts nisshi on a free port under a watchdog shell that stops it when
+/// this test process exits (the harness has no hook at exit).
+fn start_broker() -> (String, Child) {
+    let install = repo().join("deploy/local/install-broker.sh");
+    let output = Command::new(&install)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run install-broker.sh");
+    assert!(output.status.success(), "installing the broker failed");
+    let bin = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let log = std::env::temp_dir().join(format!("recast-test-broker-{port}.log"));
+    let script = format!(
+        "'{bin}' broker --listener-url tcp://{address} --advertised-listener-url tcp://{address} \
+         --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s >'{log}' 2>&1 &
+         b=$!
+         while kill -0 {parent} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done
+         kill $b 2>/dev/null; wait $b",
+        log = log.display(),
+        parent = std::process::id(),
+    );
+    let watchdog = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start the broker");
+    let deadline = Instant::now() + TIMEOUT;
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "broker did not start; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (address, watchdog)
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One scenario's topics and group.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub legacy: String,
+    pub ledger: String,
+    pub dead_letter: String,
+    pub group: String,
+    pub dir: PathBuf,
+}
+
+impl Scenario {
+    /// Creates uniquely named topics with `partitions` partitions each.
+    pub fn new(name: &str, partitions: i32) -> Self {
+        let base = unique(name);
+        let scenario = Self {
+            legacy: format!("{base}-legacy"),
+            ledger: format!("{base}-ledger"),
+            dead_letter: format!("{base}-dlq"),
+            group: format!("{base}-group"),
+            dir: std::env::temp_dir().join(format!("recast-test-{base}")),
+        };
+        std::fs::create_dir_all(&scenario.dir).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(recast::admin::create_topics(
+                brokers(),
+                &[&scenario.legacy, &scenario.ledger, &scenario.dead_letter],
+                partitions,
+                TIMEOUT,
+            ))
+            .expect("create topics");
+        scenario
+    }
+
+    /// Writes a configuration for this scenario: the embedded default with
+    /// this scenario's broker, topics and group, plus `extra` TOML appended
+    /// to the given sections (e.g. `[("batch", "max_records = 100")]`).
+    pub fn config(&self, extra: &[(&str, &str)]) -> PathBuf {
+        let mut text = recast::config::EMBEDDED_DEFAULT
+            .replace("127.0.0.1:9092", brokers())
+            .replace("\"recast-cart\"", &format!("\"{}\"", self.group))
+            .replace("\"legacy-cart\"", &format!("\"{}\"", self.legacy))
+            .replace("\"ledger-cart\"", &format!("\"{}\"", self.ledger))
+            .replace("\"legacy-cart-dlq\"", &format!("\"{}\"", self.dead_letter));
+        for (section, lines) in extra {
+            let header = format!("[{section}]\n");
+            if text.contains(&header) {
+                text = text.replacen(&header, &format!("{header}{lines}\n"), 1);
+            } else {
+                text = format!("{text}\n{header}{lines}\n");
+            }
+        }
+        let path = self.dir.join(format!("{}.toml", unique("recast")));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts `recast run` with this configuration as instance `instance`.
+    pub fn spawn_worker(&self, config: &Path, instance: &str, args: &[&str]) -> Child {
+        let log = std::fs::File::create(self.dir.join(format!("worker-{instance}.log"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_recast"))
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .args(args)
+            .env("RECAST_KAFKA__INSTANCE_ID", instance)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start recast")
+    }
+
+    /// The worker log of `instance`, for assertion messages.
+    pub fn worker_log(&self, instance: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("worker-{instance}.log"))).unwrap_or_default()
+    }
+
+    pub fn produce(&self, lines: &[LegacyLine]) {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", brokers());
+        recast::loader::load(&client, &self.legacy, lines, TIMEOUT)
+            .expect("produce legacy records");
+    }
+
+    pub fn ledger(&self) -> TopicLog {
+        read_committed(brokers(), &self.ledger, TIMEOUT).expect("read ledger")
+    }
+
+    pub fn dead_letters(&self) -> TopicLog {
+        read_committed(brokers(), &self.dead_letter, TIMEOUT).expect("read dead-letter topic")
+    }
+
+    /// The group's committed offset per legacy partition (-1: none).
+    pub fn committed_offsets(&self, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&self.legacy, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, TIMEOUT)
+            .expect("committed offsets");
+        (0..partitions)
+            .map(|p| {
+                match committed
+                    .find_partition(&self.legacy, p)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                }
+            })
+            .collect()
+    }
+
+    /// The legacy topic's end offset per partition.
+    pub fn legacy_end_offsets(&self) -> Vec<i64> {
+        let log = read_committed(brokers(), &self.legacy, TIMEOUT).expect("read legacy");
+        log.end_offsets.values().copied().collect()
+    }
+
+    /// Waits until the group has committed every legacy record.
+    pub fn wait_caught_up(&self, partitions: i32, timeout: Duration) -> bool {
+        let end = self.legacy_end_offsets();
+        wait_until(timeout, || self.committed_offsets(partitions) == end)
+    }
+}
+
+/// Polls `condition` every 200 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops a worker with SIGTERM and waits for it; returns its exit code.
+pub fn terminate(child: &mut Child) -> Option<i32> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap().code()
+}
+
+/// `kill -9`.
+pub fn kill_hard(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The sample legacy traffic with its expected outcomes.
+pub fn sample() -> Vec<(LegacyLine, Value)> {
+    let text = std::fs::read_to_string(repo().join("tests/data/legacy-cart.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                serde_json::from_value(v.clone()).unwrap(),
+                v["expect"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// A ledger event's JSON.
+pub fn event_json(record: &recast::log_reader::CommittedRecord) -> Value {
+    serde_json::from_slice(record.value.as_deref().expect("event has a value"))
+        .expect("event is JSON")
+}
+
+/// Writes lines to a file (for `recast load`).
+pub fn write_jsonl(path: &Path, lines: &[LegacyLine]) {
+    let mut file = std::fs::File::create(path).unwrap();
+    for l in lines {
+        let v = serde_json::json!({"key": l.key, "value": l.value, "headers": l.headers});
+        writeln!(file, "{v}").unwrap();
+    }
+}
+
+/// What a correct worker does with a generated legacy record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// One ledger event of this type, keyed by `key`, correlated by `request_id`.
+    Event {
+        event_type: &'static str,
+        request_id: String,
+        key: String,
+    },
+    /// Noise: neither in the ledger nor in the dead-letter topic.
+    Filtered,
+    /// One dead letter with this (unique) key and a reason starting so.
+    Reject { key: String, reason: &'static str },
+}
+
+const COMMANDS: [(&str, &str); 15] = [
+    ("ADD_TO_CART", "AddedToCart"),
+    ("AddToCart", "AddedToCart"),
+    ("add.to.cart", "AddedToCart"),
+    ("REMOVE_FROM_CART", "RemovedFromCart"),
+    ("remove-from-cart", "RemovedFromCart"),
+    ("RemoveFromCart", "RemovedFromCart"),
+    ("UPDATE_QUANTITY", "QuantityUpdated"),
+    ("update.quantity", "QuantityUpdated"),
+    ("UpdateQuantity", "QuantityUpdated"),
+    ("APPLY_COUPON", "CouponApplied"),
+    ("ApplyCoupon", "CouponApplied"),
+    ("apply.coupon", "CouponApplied"),
+    ("CHECKOUT", "CheckedOut"),
+    ("Checkout", "CheckedOut"),
+    ("checkout", "CheckedOut"),
+];
+
+/// `n` legacy records shaped like the sample (technical context, three
+/// spellings per command, heartbeats, malformed records), each with its
+/// expected outcome. Request ids are unique, so each event is findable.
+pub fn generate(n: usize, tag: &str) -> Vec<(LegacyLine, Expect)> {
+    let line = |key: Option<String>, value: String| LegacyLine {
+        key,
+        value: Some(value),
+        headers: std::collections::BTreeMap::new(),
+    };
+    (0..n)
+        .map(|i| {
+            if i % 50 == 7 {
+                let v = format!(
+                    r#"{{"command": "HEARTBEAT", "_meta": {{"host": "cart-web-{}", "retry": 0}}}}"#,
+                    i % 40
+                );
+                return (line(None, v), Expect::Filtered);
+            }
+            if i % 97 == 3 {
+                let key = format!("bad-{tag}-{i}");
+                let (value, reason) = match (i / 97) % 5 {
+                    0 => (
+                        format!(r#"{{"command": "ADD_TO_CART", "requestId": "{i}", "cartId": "#),
+                        "invalid JSON",
+                    ),
+                    1 => (
+                        format!(r#"{{"command": "DELETE_EVERYTHING", "cartId": "cart-{i}"}}"#),
+                        "unknown command `DELETE_EVERYTHING`",
+                    ),
+                    2 => (format!("\u{0}\u{1}binary-{i}"), "invalid JSON"),
+                    3 => (String::new(), "empty value"),
+                    _ => (
+                        format!(r#"{{"command": "checkout", "requestId": "x-{i}"}}"#),
+                        "no ledger key at `cartId`",
+                    ),
+                };
+                return (line(Some(key.clone()), value), Expect::Reject { key, reason });
+            }
+            let (command, event_type) = COMMANDS[(i * 7 + i / 13) % COMMANDS.len()];
+            let cart = format!("cart-{}", (i * 31) % 211);
+            let request_id = format!("{tag}-{i}");
+            let value = format!(
+                r#"{{"command": "{command}", "requestId": "{request_id}", "cartId": "{cart}", "customer": {{"id": "c-{i}", "email": "user{i}@example.com"}}, "ts": {ts}, "sku": "SKU-{sku}", "qty": {qty}, "_meta": {{"host": "cart-web-{host}", "thread": "http-nio-8080-exec-{i}", "retry": {retry}, "sql": "UPDATE cart SET v=v+1 WHERE id=?"}}, "debug_trace": "{i:032x}"}}"#,
+                ts = 1_764_000_000_000_i64 + i as i64,
+                sku = i % 9000,
+                qty = 1 + i % 5,
+                host = i % 40,
+                retry = i % 4,
+            );
+            (
+                line(Some(cart.clone()), value),
+                Expect::Event {
+                    event_type,
+                    request_id,
+                    key: cart,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Asserts the exactly-once contract for generated traffic: every expected
+/// event is in the committed ledger exactly once, clean and with its
+/// header; every reject is in the dead-letter topic exactly once with its
+/// reason; nothing else is in either; per-key order follows the legacy log.
+pub fn assert_exactly_once(s: &Scenario, expected: &[Expect]) {
+    use std::collections::HashMap;
+    let ledger = s.ledger();
+    let mut by_request: HashMap<String, Vec<(Value, String)>> = HashMap::new();
+    for record in &ledger.committed {
+        let event = event_json(record);
+        let key = String::from_utf8(record.key.clone().expect("ledger key").to_vec()).unwrap();
+        let id = event["header"]["correlation_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        by_request.entry(id).or_default().push((event, key));
+    }
+    let events: Vec<_> = expected
+        .iter()
+        .filter_map(|e| match e {
+            Expect::Event {
+                event_type,
+                request_id,
+                key,
+            } => Some((event_type, request_id, key)),
+            _ => None,
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for (event_type, request_id, key) in &events {
+        match by_request.get(*request_id).map(Vec::as_slice) {
+            Some([(event, ledger_key)]) => {
+                assert_eq!(event["header"]["event_type"], **event_type, "{request_id}");
+                assert_eq!(ledger_key, *key, "{request_id}");
+                assert_eq!(event["header"]["source"]["topic"], s.legacy.as_str());
+                let payload = &event["payload"];
+                for noise in ["_meta", "debug_trace", "command"] {
+                    assert!(payload.get(noise).is_none(), "{noise} left in {payload}");
+                }
+                assert!(
+                    payload["customer"].get("email").is_none(),
+                    "e-mail left in {payload}"
+                );
+            }
+            None => missing.push((*request_id).clone()),
+            Some(many) => panic!("{request_id} is in the ledger {} times", many.len()),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} expected events missing from the ledger, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(
+        ledger.committed.len(),
+        events.len(),
+        "unexpected extra ledger events"
+    );
+
+    // Per-key order: a key's events follow the legacy offsets of its records.
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for record in &ledger.committed {
+        let event = event_json(record);
+        let key = String::from_utf8(record.key.clone().unwrap().to_vec()).unwrap();
+        let offset = event["header"]["source"]["offset"].as_i64().unwrap();
+        if let Some(previous) = last.insert(key.clone(), offset) {
+            assert!(
+                previous < offset,
+                "key {key}: offset {offset} after {previous}"
+            );
+        }
+    }
+
+    let dead = s.dead_letters();
+    let mut dead_by_key: HashMap<String, Vec<&recast::log_reader::CommittedRecord>> =
+        HashMap::new();
+    for record in &dead.committed {
+        let key = record
+            .key
+            .as_ref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        dead_by_key.entry(key).or_default().push(record);
+    }
+    let rejects: Vec<_> = expected
+        .iter()
+        .filter_map(|e| match e {
+            Expect::Reject { key, reason } => Some((key, reason)),
+            _ => None,
+        })
+        .collect();
+    for (key, reason) in &rejects {
+        match dead_by_key.get(*key).map(Vec::as_slice) {
+            Some([record]) => {
+                let got = record.header("recast.reason").unwrap_or_default();
+                assert!(
+                    got.starts_with(**reason),
+                    "{key}: reason `{got}`, expected `{reason}…`"
+                );
+                assert_eq!(
+                    record.header("recast.source.topic").as_deref(),
+                    Some(s.legacy.as_str())
+                );
+                assert!(record.header("recast.source.offset").is_some());
+                assert!(record.header("recast.stage").is_some());
+            }
+            None => panic!("reject {key} missing from the dead-letter topic"),
+            Some(many) => panic!(
+                "reject {key} is in the dead-letter topic {} times",
+                many.len()
+            ),
+        }
+    }
+    assert_eq!(
+        dead.committed.len(),
+        rejects.len(),
+        "unexpected extra dead letters"
+    );
+}

@@ -1,0 +1,221 @@
+//! The exactly-once spine end to end: the `recast` binary against the
+//! broker, the ledger read back with the log-level committed reader.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+
+use common::{Expect, Scenario, assert_exactly_once, generate, kill_hard, terminate};
+
+const CATCH_UP: Duration = Duration::from_secs(240);
+
+fn expects(records: &[(recast::legacy_file::LegacyLine, Expect)]) -> Vec<Expect> {
+    records.iter().map(|(_, e)| e.clone()).collect()
+}
+
+fn lines(
+    records: &[(recast::legacy_file::LegacyLine, Expect)],
+) -> Vec<recast::legacy_file::LegacyLine> {
+    records.iter().map(|(l, _)| l.clone()).collect()
+}
+
+#[test]
+fn the_sample_lands_as_its_expectations_say() {
+    let s = Scenario::new("sample", 4);
+    let sample = common::sample();
+    let input: Vec<_> = sample.iter().map(|(l, _)| l.clone()).collect();
+    s.produce(&input);
+    let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
+    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("w1"));
+    assert_eq!(terminate(&mut worker), Some(0), "{}", s.worker_log("w1"));
+
+    // Until the dedupe window lands, a retry is written like its original:
+    // each request appears once per legacy record that carries it.
+    let mut expected: HashMap<&str, (&str, usize)> = HashMap::new();
+    for (_, expect) in &sample {
+        match expect["kind"].as_str().unwrap() {
+            "event" => {
+                let id = expect["id"].as_str().unwrap();
+                let entry = expected.entry(id).or_insert(("", 0));
+                entry.0 = expect["event_type"].as_str().unwrap();
+                entry.1 += 1;
+            }
+            "duplicate" => {
+                expected
+                    .entry(expect["of"].as_str().unwrap())
+                    .or_insert(("", 0))
+                    .1 += 1
+            }
+            _ => {}
+        }
+    }
+    let ledger = s.ledger();
+    let mut seen: HashMap<String, (String, usize)> = HashMap::new();
+    for record in &ledger.committed {
+        let event = common::event_json(record);
+        let id = event["header"]["correlation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let entry = seen.entry(id).or_insert((String::new(), 0));
+        entry.0 = event["header"]["event_type"].as_str().unwrap().to_owned();
+        entry.1 += 1;
+        assert_eq!(event["header"]["source"]["system"], "cart-service");
+        assert!(event["payload"].get("_meta").is_none());
+        assert!(event["payload"].get("debug_trace").is_none());
+    }
+    assert_eq!(seen.len(), expected.len());
+    for (id, (event_type, count)) in expected {
+        assert_eq!(seen[id], (event_type.to_owned(), count), "{id}");
+    }
+
+    // Rejections: every malformed or unknown record, with its reason.
+    let rejects: Vec<&str> = sample
+        .iter()
+        .filter(|(_, e)| e["kind"] == "reject")
+        .map(|(l, _)| l.value.as_deref().unwrap())
+        .collect();
+    let dead = s.dead_letters();
+    let mut dead_values: Vec<String> = dead
+        .committed
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    let mut want: Vec<String> = rejects.iter().map(|v| (*v).to_owned()).collect();
+    dead_values.sort();
+    want.sort();
+    assert_eq!(dead_values, want);
+    for record in &dead.committed {
+        let reason = record.header("recast.reason").unwrap();
+        let value =
+            String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned();
+        let expected_reason = if value.is_empty() {
+            "empty value"
+        } else if value.contains("DELETE_EVERYTHING") {
+            "unknown command `DELETE_EVERYTHING`"
+        } else {
+            "invalid JSON"
+        };
+        assert!(reason.starts_with(expected_reason), "{value:?}: {reason}");
+    }
+    // Heartbeats are neither events nor dead letters.
+    let heartbeats = sample
+        .iter()
+        .filter(|(_, e)| e["kind"] == "filtered")
+        .count();
+    assert_eq!(
+        ledger.committed.len() + dead.committed.len() + heartbeats,
+        sample.len()
+    );
+}
+
+#[test]
+fn twenty_thousand_records_over_four_partitions() {
+    let s = Scenario::new("bulk", 4);
+    let records = generate(20_000, "bulk");
+    s.produce(&lines(&records));
+    let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
+    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("w1"));
+    assert_eq!(terminate(&mut worker), Some(0), "{}", s.worker_log("w1"));
+    assert_exactly_once(&s, &expects(&records));
+    assert_eq!(s.committed_offsets(4), s.legacy_end_offsets());
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let s = Scenario::new("crash", 4);
+    let records = generate(50_000, "crash");
+    s.produce(&lines(&records));
+    // Small batches: many transactions, so kills land mid-transaction.
+    let config = s.config(&[
+        ("kafka", "static_membership = true"),
+        ("batch", "max_records = 250"),
+    ]);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut kills = 0;
+    let mut restarts_without_progress = 0;
+    while kills < 5 {
+        let before = s.committed_offsets(4).iter().sum::<i64>();
+        let mut worker = s.spawn_worker(&config, "crashy", &[]);
+        std::thread::sleep(Duration::from_millis(rng.random_range(1_500..4_000)));
+        kill_hard(&mut worker);
+        kills += 1;
+        let after = s.committed_offsets(4).iter().sum::<i64>();
+        if after == before {
+            restarts_without_progress += 1;
+        }
+    }
+    assert!(
+        restarts_without_progress < 5,
+        "no run made progress before its kill: {}",
+        s.worker_log("crashy")
+    );
+    let end = s.legacy_end_offsets();
+    assert_ne!(
+        s.committed_offsets(4),
+        end,
+        "the kills all came after the end"
+    );
+    let mut worker = s.spawn_worker(&config, "crashy", &[]);
+    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("crashy"));
+    assert_eq!(
+        terminate(&mut worker),
+        Some(0),
+        "{}",
+        s.worker_log("crashy")
+    );
+    let ledger = s.ledger();
+    assert!(ledger.aborted > 0, "no kill interrupted a transaction");
+    assert_exactly_once(&s, &expects(&records));
+}
+
+#[test]
+fn a_second_instance_takes_over_when_the_first_stops() {
+    let s = Scenario::new("handover", 4);
+    let records = generate(30_000, "handover");
+    s.produce(&lines(&records));
+    let config = s.config(&[("batch", "max_records = 200")]);
+    let mut first = s.spawn_worker(&config, "first", &[]);
+    common::wait_until(CATCH_UP, || s.committed_offsets(4).iter().any(|o| *o > 0));
+    let mut second = s.spawn_worker(&config, "second", &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let mid = s.committed_offsets(4);
+    assert_ne!(
+        mid,
+        s.legacy_end_offsets(),
+        "the first finished before the handover"
+    );
+    assert_eq!(terminate(&mut first), Some(0), "{}", s.worker_log("first"));
+    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("second"));
+    assert_eq!(
+        terminate(&mut second),
+        Some(0),
+        "{}",
+        s.worker_log("second")
+    );
+    assert_exactly_once(&s, &expects(&records));
+}
+
+#[test]
+fn an_aborted_transaction_is_invisible_and_its_records_land_once() {
+    let s = Scenario::new("abort", 2);
+    let records = generate(3_000, "abort");
+    s.produce(&lines(&records));
+    let config = s.config(&[
+        ("batch", "max_records = 300"),
+        ("chaos", "abort_transactions = [2, 3, 7]"),
+    ]);
+    let mut worker = s.spawn_worker(&config, "w1", &[]);
+    assert!(s.wait_caught_up(2, CATCH_UP), "{}", s.worker_log("w1"));
+    assert_eq!(terminate(&mut worker), Some(0));
+    let log = s.worker_log("w1");
+    assert_eq!(log.matches("aborting transaction").count(), 3, "{log}");
+    assert!(
+        s.ledger().aborted > 0,
+        "the aborted transactions wrote nothing"
+    );
+    assert_exactly_once(&s, &expects(&records));
+}
