@@ -14,9 +14,9 @@ pub const SOURCE_PARTITION: &str = "recast.source.partition";
 pub const SOURCE_OFFSET: &str = "recast.source.offset";
 pub const SOURCE_TIMESTAMP: &str = "recast.source.timestamp";
 pub const MAPPING_VERSION: &str = "recast.mapping.version";
-/// Set when the legacy value was too large to copy into the dead-letter
-/// topic: the record is still there, its value is left at the source
-/// position, and this header says how large it was.
+/// Set when the legacy record was too large to copy into the dead-letter
+/// topic: the dead letter is still written, without key and value (both
+/// stay readable at the source position), and this header says their sizes.
 pub const VALUE_OMITTED: &str = "recast.value.omitted";
 
 /// recast's headers for one rejected record.
@@ -40,12 +40,14 @@ pub fn headers(
     headers
 }
 
-/// The header that replaces a value too large for the dead-letter topic.
-pub fn value_omitted(size: usize) -> (&'static str, String) {
+/// The header that stands for a key and value too large for the
+/// dead-letter topic.
+pub fn value_omitted(value_bytes: usize, key_bytes: usize) -> (&'static str, String) {
     (
         VALUE_OMITTED,
         format!(
-            "{size} bytes, too large for the dead-letter topic; read it at the source position"
+            "value of {value_bytes} bytes and key of {key_bytes} bytes left out: too large for \
+             the dead-letter topic; read them at the source position"
         ),
     )
 }

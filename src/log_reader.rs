@@ -281,7 +281,9 @@ impl Connection {
         loop {
             let request = FetchRequest::default()
                 .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(0)
+                // Some brokers answer an empty response to a zero wait: allow
+                // a short one; min_bytes 0 still answers as soon as it can.
+                .with_max_wait_ms(200)
                 .with_min_bytes(0)
                 .with_max_bytes(64 << 20)
                 // read_uncommitted: the reader needs every batch, markers

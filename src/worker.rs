@@ -289,11 +289,12 @@ impl Worker<'_> {
             Err(SendError::TooLarge) => {}
         }
         // Too large to copy: keep the record countable and findable by
-        // writing it without its value (and, if need be, its key), with a
-        // header that says so. The source position in the headers leads to
-        // the original.
-        let size = record.value.map_or(0, <[u8]>::len) + record.key.map_or(0, <[u8]>::len);
-        let omitted = dead_letter::value_omitted(size);
+        // writing it without key and value, with a header that says so. The
+        // source position in the headers leads to the original.
+        let omitted = dead_letter::value_omitted(
+            record.value.map_or(0, <[u8]>::len),
+            record.key.map_or(0, <[u8]>::len),
+        );
         match self.sink.send(topic, None, None, headers(Some(&omitted))) {
             Ok(()) => Ok(()),
             Err(SendError::Txn(e)) => Err(e),

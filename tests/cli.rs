@@ -105,7 +105,7 @@ fn a_missing_topic_exits_1_naming_it() {
 #[test]
 fn a_fenced_instance_stops_with_a_clear_message() {
     let s = Scenario::new("fenced", 1);
-    let config = s.config(&[("batch", "max_records = 50")]);
+    let config = s.config(&[("batch.max_records", "50")]);
     let records = common::generate(400, "fenced-a");
     s.produce(&records.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>());
     let mut first = s.spawn_worker(&config, "same", &[]);

@@ -131,8 +131,8 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     s.produce(&lines(&records));
     // Small batches: many transactions, so kills land mid-transaction.
     let config = s.config(&[
-        ("kafka", "static_membership = true"),
-        ("batch", "max_records = 250"),
+        ("kafka.static_membership", "true"),
+        ("batch.max_records", "250"),
     ]);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let mut kills = 0;
@@ -177,7 +177,7 @@ fn a_second_instance_takes_over_when_the_first_stops() {
     let s = Scenario::new("handover", 4);
     let records = generate(30_000, "handover");
     s.produce(&lines(&records));
-    let config = s.config(&[("batch", "max_records = 200")]);
+    let config = s.config(&[("batch.max_records", "200")]);
     let mut first = s.spawn_worker(&config, "first", &[]);
     common::wait_until(CATCH_UP, || s.committed_offsets(4).iter().any(|o| *o > 0));
     let mut second = s.spawn_worker(&config, "second", &[]);
@@ -205,8 +205,8 @@ fn an_aborted_transaction_is_invisible_and_its_records_land_once() {
     let records = generate(3_000, "abort");
     s.produce(&lines(&records));
     let config = s.config(&[
-        ("batch", "max_records = 300"),
-        ("chaos", "abort_transactions = [2, 3, 7]"),
+        ("batch.max_records", "300"),
+        ("chaos.abort_transactions", "[2, 3, 7]"),
     ]);
     let mut worker = s.spawn_worker(&config, "w1", &[]);
     assert!(s.wait_caught_up(2, CATCH_UP), "{}", s.worker_log("w1"));

@@ -132,25 +132,33 @@ impl Scenario {
     }
 
     /// Writes a configuration for this scenario: the embedded default with
-    /// this scenario's broker, topics and group, plus `extra` TOML appended
-    /// to the given sections (e.g. `[("batch", "max_records = 100")]`).
-    pub fn config(&self, extra: &[(&str, &str)]) -> PathBuf {
-        let mut text = recast::config::EMBEDDED_DEFAULT
-            .replace("127.0.0.1:9092", brokers())
-            .replace("\"recast-cart\"", &format!("\"{}\"", self.group))
-            .replace("\"legacy-cart\"", &format!("\"{}\"", self.legacy))
-            .replace("\"ledger-cart\"", &format!("\"{}\"", self.ledger))
-            .replace("\"legacy-cart-dlq\"", &format!("\"{}\"", self.dead_letter));
-        for (section, lines) in extra {
-            let header = format!("[{section}]\n");
-            if text.contains(&header) {
-                text = text.replacen(&header, &format!("{header}{lines}\n"), 1);
-            } else {
-                text = format!("{text}\n{header}{lines}\n");
+    /// this scenario's broker, topics and group, and `overrides` as dotted
+    /// keys with TOML values (e.g. `("batch.max_records", "100")`).
+    pub fn config(&self, overrides: &[(&str, &str)]) -> PathBuf {
+        let mut table: toml::Table = recast::config::EMBEDDED_DEFAULT.parse().unwrap();
+        let mut set = |path: &str, value: toml::Value| {
+            let (parents, last) = path.rsplit_once('.').unwrap();
+            let mut node = &mut table;
+            for segment in parents.split('.') {
+                node = node
+                    .entry(segment)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .unwrap();
             }
+            node.insert(last.to_owned(), value);
+        };
+        set("kafka.brokers", brokers().into());
+        set("kafka.group_id", self.group.clone().into());
+        set("topics.legacy", self.legacy.clone().into());
+        set("topics.ledger", self.ledger.clone().into());
+        set("topics.dead_letter", self.dead_letter.clone().into());
+        for (path, value) in overrides {
+            let parsed: toml::Table = format!("v = {value}").parse().unwrap();
+            set(path, parsed["v"].clone());
         }
         let path = self.dir.join(format!("{}.toml", unique("recast")));
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
         path
     }
 
