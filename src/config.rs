@@ -130,7 +130,8 @@ pub struct KafkaConfig {
     /// librdkafka properties passed to both consumer and producer, for
     /// security settings (`security.protocol`, `sasl.*`, `ssl.*`) and tuning.
     /// Properties recast owns (transactions, offsets, isolation) are rejected.
-    #[serde(default)]
+    /// Values may be strings, numbers or booleans.
+    #[serde(default, deserialize_with = "scalar_strings")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -239,6 +240,34 @@ pub struct ChaosConfig {
     /// instead of committing them.
     #[serde(default)]
     pub abort_transactions: Vec<u64>,
+}
+
+/// Reads a table of scalars (strings, numbers, booleans) as strings: all
+/// librdkafka properties are strings, but `"linger.ms" = 5` should work.
+fn scalar_strings<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        String(String),
+        Integer(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let table = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
+    Ok(table
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Scalar::String(s) => s,
+                Scalar::Integer(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (key, text)
+        })
+        .collect())
 }
 
 mod defaults {
@@ -610,11 +639,16 @@ mod tests {
                 "RECAST_KAFKA__PROPERTIES__SASL_PASSWORD".to_owned(),
                 "secret".to_owned(),
             ),
+            (
+                "RECAST_KAFKA__PROPERTIES__LINGER_MS".to_owned(),
+                "20".to_owned(),
+            ),
         ];
         let config = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env).unwrap();
         assert_eq!(config.raw.batch.max_records.get(), 17);
         assert_eq!(config.raw.kafka.brokers, "10.0.0.1:9093");
         assert_eq!(config.raw.kafka.properties["sasl.password"], "secret");
+        assert_eq!(config.raw.kafka.properties["linger.ms"], "20");
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //! the same transaction (KIP-447: one producer per instance, fenced through
 //! the consumer group's generation).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::config::Config;
 use crate::kafka::{StartupError, client_config};
@@ -41,9 +41,10 @@ const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retriable commit errors are retried this many times before aborting.
 const COMMIT_RETRIES: usize = 3;
 
-/// The transactional producer.
+/// The transactional producer, a `BaseProducer` polled by the worker's own
+/// thread (see [`Sink::commit`] for why).
 pub struct Sink {
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: BaseProducer,
     transactional_id: String,
 }
 
@@ -73,21 +74,18 @@ impl Sink {
         for (key, default) in [
             // Java's partitioner: ledger keys land where any client expects.
             ("partitioner", "murmur2_random"),
-            // librdkafka waits this long between polls of a transaction
-            // coordinator that is still busy with the previous commit; its
-            // 100 ms default dominates the cost of small transactions.
-            ("retry.backoff.ms", "10"),
+            // A batch is produced in one burst and then committed: waiting
+            // longer to fill produce requests only delays the commit.
             ("linger.ms", "5"),
         ] {
             if !raw.kafka.properties.contains_key(key) {
                 client.set(key, default);
             }
         }
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            client.create().map_err(|source| StartupError::Client {
-                what: "producer",
-                source: Box::new(source),
-            })?;
+        let producer: BaseProducer = client.create().map_err(|source| StartupError::Client {
+            what: "producer",
+            source: Box::new(source),
+        })?;
         producer
             .init_transactions(raw.kafka.connect_timeout)
             .map_err(|source| StartupError::Client {
@@ -126,9 +124,9 @@ impl Sink {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // The background thread drains the queue; wait for room.
+                    // Serving delivery reports makes room in the queue.
                     record = back;
-                    std::thread::sleep(Duration::from_millis(5));
+                    self.producer.poll(Duration::from_millis(10));
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
                     return Err(SendError::TooLarge);
@@ -151,7 +149,13 @@ impl Sink {
     }
 
     /// Commits the open transaction.
+    ///
+    /// The records still in flight are awaited first, in 1 ms polls: the
+    /// client library's commit flushes with 100 ms polls that always run to
+    /// their end, which would add 100 ms to every commit (measured: ~115 ms
+    /// per transaction before, ~10 ms after, on loopback).
     pub fn commit(&self) -> Result<(), TxnError> {
+        self.await_in_flight();
         let mut attempt = 0;
         loop {
             match self.producer.commit_transaction(TXN_CALL_TIMEOUT) {
@@ -167,9 +171,21 @@ impl Sink {
 
     /// Aborts the open transaction: nothing it wrote becomes visible.
     pub fn abort(&self) -> Result<(), TxnError> {
+        // The abort waits for the delivery reports of every record sent,
+        // and nothing else serves them while it blocks this thread.
+        self.await_in_flight();
         self.producer
             .abort_transaction(TXN_CALL_TIMEOUT)
             .map_err(|e| self.classify("abort transaction", &e))
+    }
+
+    /// Serves delivery reports until no record is in flight (or the call
+    /// timeout passes; the commit or abort then reports what is left).
+    fn await_in_flight(&self) {
+        let deadline = Instant::now() + TXN_CALL_TIMEOUT;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(1));
+        }
     }
 
     fn classify(&self, what: &str, error: &KafkaError) -> TxnError {
@@ -190,7 +206,9 @@ impl Sink {
 
 fn fatal_message(id: &str, what: &str, code: RDKafkaErrorCode, reason: &str) -> String {
     let hint = match code {
-        RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch => {
+        RDKafkaErrorCode::Fenced
+        | RDKafkaErrorCode::ProducerFenced
+        | RDKafkaErrorCode::InvalidProducerEpoch => {
             "; another instance initialised the same transactional.id (a restarted or \
              duplicated instance with this kafka.instance_id): this one must stop"
         }

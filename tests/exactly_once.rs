@@ -132,7 +132,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     // Small batches: many transactions, so kills land mid-transaction.
     let config = s.config(&[
         ("kafka.static_membership", "true"),
-        ("batch.max_records", "250"),
+        ("batch.max_records", "100"),
     ]);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let mut kills = 0;
@@ -140,7 +140,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     while kills < 5 {
         let before = s.committed_offsets(4).iter().sum::<i64>();
         let mut worker = s.spawn_worker(&config, "crashy", &[]);
-        std::thread::sleep(Duration::from_millis(rng.random_range(1_500..4_000)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..1_200)));
         kill_hard(&mut worker);
         kills += 1;
         let after = s.committed_offsets(4).iter().sum::<i64>();
@@ -172,28 +172,65 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     assert_exactly_once(&s, &expects(&records));
 }
 
+/// Writes `records` to the legacy topic in chunks, `pause` apart, from a
+/// thread: live traffic while instances come and go.
+fn produce_live(
+    s: &Scenario,
+    records: &[(recast::legacy_file::LegacyLine, Expect)],
+    chunk: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    let (s, lines) = (s.clone(), lines(records));
+    std::thread::spawn(move || {
+        for part in lines.chunks(chunk) {
+            s.produce(part);
+            std::thread::sleep(pause);
+        }
+    })
+}
+
 #[test]
 fn a_second_instance_takes_over_when_the_first_stops() {
     let s = Scenario::new("handover", 4);
     let records = generate(30_000, "handover");
-    s.produce(&lines(&records));
     let config = s.config(&[("batch.max_records", "200")]);
+    // 30 chunks 250 ms apart: traffic flows for about 8 seconds.
+    let producer = produce_live(&s, &records, 1_000, Duration::from_millis(250));
     let mut first = s.spawn_worker(&config, "first", &[]);
-    common::wait_until(CATCH_UP, || s.committed_offsets(4).iter().any(|o| *o > 0));
-    let mut second = s.spawn_worker(&config, "second", &[]);
-    std::thread::sleep(Duration::from_secs(3));
-    let mid = s.committed_offsets(4);
-    assert_ne!(
-        mid,
-        s.legacy_end_offsets(),
-        "the first finished before the handover"
+    assert!(
+        common::wait_until(CATCH_UP, || s.committed_offsets(4).iter().any(|o| *o > 0)),
+        "{}",
+        s.worker_log("first")
     );
+    let mut second = s.spawn_worker(&config, "second", &[]);
+    // Both share the group until the first stops, mid-stream.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!producer.is_finished(), "traffic ended before the handover");
     assert_eq!(terminate(&mut first), Some(0), "{}", s.worker_log("first"));
+    producer.join().unwrap();
     assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("second"));
     assert_eq!(
         terminate(&mut second),
         Some(0),
         "{}",
+        s.worker_log("second")
+    );
+    let taken: std::collections::BTreeSet<String> = s
+        .worker_log("second")
+        .lines()
+        .filter_map(|l| l.split("partitions assigned partitions=[").nth(1))
+        .flat_map(|l| {
+            l.trim_end_matches(']')
+                .split(", ")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert_eq!(
+        taken.len(),
+        4,
+        "the second instance never held every partition: {}",
         s.worker_log("second")
     );
     assert_exactly_once(&s, &expects(&records));

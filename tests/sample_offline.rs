@@ -15,12 +15,19 @@ fn every_sample_record_gets_its_expected_outcome() {
     let mut event_types = std::collections::HashMap::new();
     for (_, expect) in &sample {
         if expect["kind"] == "event" {
-            event_types.insert(expect["id"].as_str().unwrap(), expect["event_type"].as_str().unwrap());
+            event_types.insert(
+                expect["id"].as_str().unwrap(),
+                expect["event_type"].as_str().unwrap(),
+            );
         }
     }
     for (offset, (line, expect)) in sample.iter().enumerate() {
         let record = LegacyRecord {
-            position: Position { topic: "legacy-cart", partition: 0, offset: offset as i64 },
+            position: Position {
+                topic: "legacy-cart",
+                partition: 0,
+                offset: offset as i64,
+            },
             timestamp_ms: Some(1_764_000_000_000),
             key: line.key.as_deref().map(str::as_bytes),
             value: line.value.as_deref().map(str::as_bytes),
@@ -29,13 +36,20 @@ fn every_sample_record_gets_its_expected_outcome() {
         let context = format!("line {}: {:?} → {outcome:?}", offset + 1, line.value);
         match (expect["kind"].as_str().unwrap(), &outcome) {
             ("event" | "duplicate", Outcome::Events(events)) => {
-                let id = expect.get("id").or(expect.get("of")).and_then(Value::as_str).unwrap();
+                let id = expect
+                    .get("id")
+                    .or(expect.get("of"))
+                    .and_then(Value::as_str)
+                    .unwrap();
                 assert_eq!(events.len(), 1, "{context}");
                 let event: Value = serde_json::from_slice(&events[0].value).unwrap();
                 assert_eq!(event["header"]["event_type"], event_types[id], "{context}");
                 assert_eq!(event["header"]["correlation_id"], id, "{context}");
                 let payload = &event["payload"];
-                assert!(payload.get("_meta").is_none() && payload.get("debug_trace").is_none(), "{context}");
+                assert!(
+                    payload.get("_meta").is_none() && payload.get("debug_trace").is_none(),
+                    "{context}"
+                );
                 assert!(payload["customer"].get("email").is_none(), "{context}");
             }
             ("filtered", Outcome::Filtered) | ("reject", Outcome::Rejected(_)) => {}

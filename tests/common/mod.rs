@@ -56,7 +56,7 @@ fn start_broker() -> (String, Child) {
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
-    let log = std::env::temp_dir().join(format!("recast-test-broker-{port}.log"));
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("broker-{port}.log"));
     let script = format!(
         "'{bin}' broker --listener-url tcp://{address} --advertised-listener-url tcp://{address} \
          --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s >'{log}' 2>&1 &
@@ -113,7 +113,7 @@ impl Scenario {
             ledger: format!("{base}-ledger"),
             dead_letter: format!("{base}-dlq"),
             group: format!("{base}-group"),
-            dir: std::env::temp_dir().join(format!("recast-test-{base}")),
+            dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scenario-{base}")),
         };
         std::fs::create_dir_all(&scenario.dir).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
