@@ -18,90 +18,89 @@ struct Bad {
     reason: Option<&'static str>,
 }
 
-#[test]
-fn every_bad_record_is_dead_lettered_with_a_reason() {
-    let s = Scenario::new("bad", 1);
-    let valid = |cart: &str, id: &str| {
-        format!(r#"{{"command": "AddToCart", "requestId": "{id}", "cartId": "{cart}", "sku": "S", "qty": 1}}"#)
-            .into_bytes()
-    };
-    let cases = vec![
-        Bad {
-            key: Some("truncated"),
-            value: Some(br#"{"command": "ADD_TO_CART", "cartId": "#.to_vec()),
-            reason: Some("invalid JSON"),
-        },
-        Bad {
-            key: Some("garbage"),
-            value: Some(b"\x00\x01binary\xff\xfe".to_vec()),
-            reason: Some("value is not UTF-8"),
-        },
-        Bad {
-            key: Some("empty"),
-            value: Some(Vec::new()),
-            reason: Some("empty value"),
-        },
-        Bad {
-            key: Some("tombstone"),
-            value: None,
-            reason: Some("no value (tombstone)"),
-        },
-        Bad {
-            key: Some("huge"),
-            value: Some(vec![b'x'; 1 << 20]),
-            reason: Some("value of 1048576 bytes exceeds limits.max_value_bytes"),
-        },
-        Bad {
-            key: Some("unknown"),
-            value: Some(br#"{"command": "DELETE_EVERYTHING", "cartId": "c"}"#.to_vec()),
-            reason: Some("unknown command `DELETE_EVERYTHING`"),
-        },
-        Bad {
-            key: Some("deep"),
-            value: Some(format!("{{\"a\":{}{}}}", "[".repeat(500), "]".repeat(500)).into_bytes()),
-            reason: Some("JSON nested deeper"),
-        },
-        Bad {
-            key: Some("array"),
-            value: Some(b"[1, 2, 3]".to_vec()),
-            reason: Some("JSON value is an array, not an object"),
-        },
-        Bad {
-            key: Some("no-command"),
-            value: Some(br#"{"cartId": "c"}"#.to_vec()),
-            reason: Some("no command at `command`"),
-        },
-        Bad {
-            key: Some("bad-time"),
-            value: Some(
-                br#"{"command": "checkout", "cartId": "c", "ts": "last tuesday"}"#.to_vec(),
-            ),
-            reason: Some("event time at `ts`"),
-        },
+/// A dead letter with this reason prefix.
+fn rejected(key: &'static str, value: Option<&[u8]>, reason: &'static str) -> Bad {
+    Bad {
+        key: Some(key),
+        value: value.map(<[u8]>::to_vec),
+        reason: Some(reason),
+    }
+}
+
+/// A valid command: must become an event.
+fn valid(key: Option<&'static str>, cart: &str, id: &str) -> Bad {
+    let value = format!(
+        r#"{{"command": "AddToCart", "requestId": "{id}", "cartId": "{cart}", "sku": "S", "qty": 1}}"#
+    );
+    Bad {
+        key,
+        value: Some(value.into_bytes()),
+        reason: None,
+    }
+}
+
+fn cases() -> Vec<Bad> {
+    let huge = vec![b'x'; 1 << 20];
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(500), "]".repeat(500));
+    vec![
+        rejected(
+            "truncated",
+            Some(br#"{"command": "ADD_TO_CART", "cartId": "#),
+            "invalid JSON",
+        ),
+        rejected(
+            "garbage",
+            Some(b"\x00\x01binary\xff\xfe"),
+            "value is not UTF-8",
+        ),
+        rejected("empty", Some(b""), "empty value"),
+        rejected("tombstone", None, "no value (tombstone)"),
+        rejected(
+            "huge",
+            Some(&huge),
+            "value of 1048576 bytes exceeds limits.max_value_bytes",
+        ),
+        rejected(
+            "unknown",
+            Some(br#"{"command": "DELETE_EVERYTHING", "cartId": "c"}"#),
+            "unknown command `DELETE_EVERYTHING`",
+        ),
+        rejected("deep", Some(deep.as_bytes()), "JSON nested deeper"),
+        rejected(
+            "array",
+            Some(b"[1, 2, 3]"),
+            "JSON value is an array, not an object",
+        ),
+        rejected(
+            "no-command",
+            Some(br#"{"cartId": "c"}"#),
+            "no command at `command`",
+        ),
+        rejected(
+            "bad-time",
+            Some(br#"{"command": "checkout", "cartId": "c", "ts": "last tuesday"}"#),
+            "event time at `ts`",
+        ),
         // A null key is fine: the ledger key comes from the payload.
-        Bad {
-            key: None,
-            value: Some(valid("cart-null-key", "r-null-key")),
-            reason: None,
-        },
+        valid(None, "cart-null-key", "r-null-key"),
         // And the worker is still running after all of the above.
-        Bad {
-            key: Some("cart-after"),
-            value: Some(valid("cart-after", "r-after")),
-            reason: None,
-        },
-    ];
+        valid(Some("cart-after"), "cart-after", "r-after"),
+    ]
+}
+
+/// Writes the cases as raw bytes, each with an original header to keep.
+fn produce(topic: &str, cases: &[Bad]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("message.max.bytes", "2000000")
         .create()
         .unwrap();
-    for case in &cases {
+    for case in cases {
         let headers = OwnedHeaders::new().insert(Header {
             key: "origin",
             value: Some("legacy-app"),
         });
-        let mut record = BaseRecord::<str, [u8]>::to(&s.legacy).headers(headers);
+        let mut record = BaseRecord::<str, [u8]>::to(topic).headers(headers);
         if let Some(key) = case.key {
             record = record.key(key);
         }
@@ -111,7 +110,13 @@ fn every_bad_record_is_dead_lettered_with_a_reason() {
         producer.send(record).map_err(|(e, _)| e).unwrap();
     }
     producer.flush(TIMEOUT).unwrap();
+}
 
+#[test]
+fn every_bad_record_is_dead_lettered_with_a_reason() {
+    let s = Scenario::new("bad", 1);
+    let cases = cases();
+    produce(&s.legacy, &cases);
     let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
     assert!(
         s.wait_caught_up(1, Duration::from_secs(120)),

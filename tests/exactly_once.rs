@@ -47,7 +47,7 @@ fn the_sample_lands_as_its_expectations_say() {
                 expected
                     .entry(expect["of"].as_str().unwrap())
                     .or_insert(("", 0))
-                    .1 += 1
+                    .1 += 1;
             }
             _ => {}
         }

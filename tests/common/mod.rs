@@ -4,7 +4,6 @@
 //! process, and the ledger read back through the log-level committed reader.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -288,15 +287,6 @@ pub fn event_json(record: &recast::log_reader::CommittedRecord) -> Value {
         .expect("event is JSON")
 }
 
-/// Writes lines to a file (for `recast load`).
-pub fn write_jsonl(path: &Path, lines: &[LegacyLine]) {
-    let mut file = std::fs::File::create(path).unwrap();
-    for l in lines {
-        let v = serde_json::json!({"key": l.key, "value": l.value, "headers": l.headers});
-        writeln!(file, "{v}").unwrap();
-    }
-}
-
 /// What a correct worker does with a generated legacy record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
@@ -396,8 +386,14 @@ pub fn generate(n: usize, tag: &str) -> Vec<(LegacyLine, Expect)> {
 /// header; every reject is in the dead-letter topic exactly once with its
 /// reason; nothing else is in either; per-key order follows the legacy log.
 pub fn assert_exactly_once(s: &Scenario, expected: &[Expect]) {
-    use std::collections::HashMap;
     let ledger = s.ledger();
+    assert_events_once(s, &ledger, expected);
+    assert_key_order(&ledger);
+    assert_rejects_once(s, expected);
+}
+
+fn assert_events_once(s: &Scenario, ledger: &TopicLog, expected: &[Expect]) {
+    use std::collections::HashMap;
     let mut by_request: HashMap<String, Vec<(Value, String)>> = HashMap::new();
     for record in &ledger.committed {
         let event = event_json(record);
@@ -450,9 +446,11 @@ pub fn assert_exactly_once(s: &Scenario, expected: &[Expect]) {
         events.len(),
         "unexpected extra ledger events"
     );
+}
 
-    // Per-key order: a key's events follow the legacy offsets of its records.
-    let mut last: HashMap<String, i64> = HashMap::new();
+/// A key's events follow the legacy offsets of its records.
+fn assert_key_order(ledger: &TopicLog) {
+    let mut last: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     for record in &ledger.committed {
         let event = event_json(record);
         let key = String::from_utf8(record.key.clone().unwrap().to_vec()).unwrap();
@@ -464,7 +462,10 @@ pub fn assert_exactly_once(s: &Scenario, expected: &[Expect]) {
             );
         }
     }
+}
 
+fn assert_rejects_once(s: &Scenario, expected: &[Expect]) {
+    use std::collections::HashMap;
     let dead = s.dead_letters();
     let mut dead_by_key: HashMap<String, Vec<&recast::log_reader::CommittedRecord>> =
         HashMap::new();
