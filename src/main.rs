@@ -215,10 +215,23 @@ fn summary_label(role: &str, record: &CommittedRecord) -> String {
 }
 
 fn describe(role: &str, record: &CommittedRecord, label: &str) -> String {
+    // Control characters are escaped so that binary garbage cannot garble
+    // the terminal.
     let text = |b: &Option<bytes::Bytes>| {
         b.as_deref().map_or_else(
             || "null".to_owned(),
-            |b| String::from_utf8_lossy(b).into_owned(),
+            |b| {
+                String::from_utf8_lossy(b)
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() {
+                            c.escape_default().to_string()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect()
+            },
         )
     };
     let value = text(&record.value);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
@@ -64,6 +64,15 @@ impl ConsumerContext for SourceContext {
         }
         self.rebalanced.store(true, Ordering::Relaxed);
     }
+}
+
+/// The consumer cannot go on (for example, fenced as a static member by
+/// another instance with the same id).
+#[derive(Debug, thiserror::Error)]
+#[error("consumer fatal error ({code}): {reason}")]
+pub struct ConsumerFatal {
+    pub code: RDKafkaErrorCode,
+    pub reason: String,
 }
 
 /// A batch of legacy records, in poll order (offset order per partition).
@@ -133,7 +142,7 @@ impl Source {
         max_records: usize,
         linger: Duration,
         stop: &AtomicBool,
-    ) -> Result<Batch<'_>, KafkaError> {
+    ) -> Result<Batch<'_>, ConsumerFatal> {
         let mut batch: Batch<'_> = Vec::new();
         let mut deadline: Option<Instant> = None;
         while batch.len() < max_records {
@@ -154,8 +163,7 @@ impl Source {
                 }
                 Some(Err(e)) => {
                     if let Some((code, reason)) = self.consumer.client().fatal_error() {
-                        return Err(KafkaError::Global(code))
-                            .inspect_err(|_| tracing::error!(%reason, "consumer fatal error"));
+                        return Err(ConsumerFatal { code, reason });
                     }
                     // Transport errors and the like: librdkafka retries them.
                     tracing::warn!(error = %e, "consumer error");

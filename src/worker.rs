@@ -117,7 +117,7 @@ impl Worker<'_> {
             let batch = self
                 .source
                 .poll_batch(batch_config.max_records.get(), batch_config.linger, stop)
-                .map_err(|e| WorkerError::Fatal(format!("consumer: {e}")))?;
+                .map_err(|e| WorkerError::Fatal(e.to_string()))?;
             if self.source.take_rebalanced() {
                 // An assignment restarts the idle clock: new partitions may
                 // have records the idle check has not seen yet.
@@ -147,26 +147,8 @@ impl Worker<'_> {
                 Err(TxnError::Fatal(message)) => return Err(WorkerError::Fatal(message)),
                 Err(TxnError::Abortable(reason)) => {
                     consecutive_aborts += 1;
-                    tracing::warn!(%reason, records = batch.len(), "aborting transaction");
-                    self.sink
-                        .abort()
-                        .map_err(|e| WorkerError::Fatal(format!("after `{reason}`: {e}")))?;
-                    self.source.rewind(&first_offsets(&batch)).map_err(|e| {
-                        WorkerError::Fatal(format!(
-                            "cannot rewind after an aborted transaction: {e}; \
-                             restart to resume from the committed offsets"
-                        ))
-                    })?;
                     totals.aborted += 1;
-                    // A cause that persists (an unwritable ledger, an ACL)
-                    // would otherwise spin: back off, doubling to 30 s.
-                    let backoff = ABORT_BACKOFF
-                        .saturating_mul(1 << consecutive_aborts.min(10))
-                        .min(MAX_ABORT_BACKOFF);
-                    if consecutive_aborts > 1 {
-                        tracing::warn!(?backoff, consecutive_aborts, "backing off before retrying");
-                        std::thread::sleep(backoff);
-                    }
+                    self.recover(&batch, &reason, consecutive_aborts, stop)?;
                     continue;
                 }
             }
@@ -177,6 +159,40 @@ impl Worker<'_> {
             }
         }
         Ok(totals)
+    }
+
+    /// Aborts the open transaction and rewinds its partitions, so the batch
+    /// is polled and transacted again. Backs off when aborts repeat: a cause
+    /// that persists (an unwritable ledger, a missing ACL) would otherwise
+    /// spin.
+    fn recover(
+        &self,
+        batch: &Batch<'_>,
+        reason: &str,
+        consecutive_aborts: u32,
+        stop: &AtomicBool,
+    ) -> Result<(), WorkerError> {
+        tracing::warn!(%reason, records = batch.len(), "aborting transaction");
+        self.sink
+            .abort()
+            .map_err(|e| WorkerError::Fatal(format!("after `{reason}`: {e}")))?;
+        self.source.rewind(&first_offsets(batch)).map_err(|e| {
+            WorkerError::Fatal(format!(
+                "cannot rewind after an aborted transaction: {e}; \
+                 restart to resume from the committed offsets"
+            ))
+        })?;
+        if consecutive_aborts > 1 {
+            let backoff = ABORT_BACKOFF
+                .saturating_mul(1 << consecutive_aborts.min(10))
+                .min(MAX_ABORT_BACKOFF);
+            tracing::warn!(?backoff, consecutive_aborts, "backing off before retrying");
+            let until = Instant::now() + backoff;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50).min(backoff));
+            }
+        }
+        Ok(())
     }
 
     /// Runs one batch as one transaction.
