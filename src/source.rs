@@ -41,11 +41,7 @@ impl ConsumerContext for SourceContext {
         // offset.
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                let partitions: Vec<i32> = tpl
-                    .elements()
-                    .iter()
-                    .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
-                    .collect();
+                let partitions = partitions(tpl);
                 tracing::info!(?partitions, "partitions revoked");
                 self.revoked
                     .lock()
@@ -53,12 +49,7 @@ impl ConsumerContext for SourceContext {
                     .extend(partitions);
             }
             Rebalance::Assign(tpl) => {
-                let partitions: Vec<i32> = tpl
-                    .elements()
-                    .iter()
-                    .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
-                    .collect();
-                tracing::info!(?partitions, "partitions assigned");
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -239,6 +230,13 @@ impl Source {
         }
         Ok(())
     }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements()
+        .iter()
+        .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
+        .collect()
 }
 
 /// Each partition's first offset in a batch: where to rewind to.
