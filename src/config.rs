@@ -7,7 +7,7 @@
 //! [`Config`] that has passed [`RawConfig::validate`].
 
 use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -99,6 +99,9 @@ pub struct RawConfig {
     pub source: SourceConfig,
     /// How a legacy record becomes an event.
     pub mapping: MappingConfig,
+    /// Dropping the retries of a request. Absent: no dedupe.
+    #[serde(default)]
+    pub dedupe: Option<DedupeConfig>,
     /// Deliberate failures for rehearsing recovery. Leave empty in production.
     #[serde(default)]
     pub chaos: ChaosConfig,
@@ -230,6 +233,40 @@ pub struct MappingConfig {
     pub correlation_field: Option<String>,
 }
 
+/// What identifies a request for the dedupe window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DedupeKeyKind {
+    /// The `fields` of the mapped payload, together.
+    Fields,
+    /// The legacy record's Kafka key.
+    RecordKey,
+    /// The whole mapped payload, after technical context is dropped.
+    Payload,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeConfig {
+    /// `fields`, `record_key` or `payload`.
+    pub key: DedupeKeyKind,
+    /// With `key = "fields"`: dotted paths of the mapped payload that
+    /// identify a request (e.g. `["requestId"]`). Events with none of them
+    /// are never treated as duplicates.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// How far back the window looks, in records (offsets) of one input
+    /// partition. Also the number of keys kept in memory per partition
+    /// (about 100 bytes each), and what is re-read to rebuild a partition's
+    /// window on assignment.
+    #[serde(default = "defaults::dedupe_capacity")]
+    pub capacity: NonZeroU64,
+    /// Optionally also bound the window in time, measured on record
+    /// timestamps (not the wall clock), so a replay decides the same.
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+}
+
 /// Failure injection for recovery drills and tests. Every field is off by
 /// default; do not set any in production.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -271,7 +308,7 @@ fn scalar_strings<'de, D: serde::Deserializer<'de>>(
 }
 
 mod defaults {
-    use std::num::NonZeroUsize;
+    use std::num::{NonZeroU64, NonZeroUsize};
     use std::time::Duration;
 
     pub fn connect_timeout() -> Duration {
@@ -288,6 +325,9 @@ mod defaults {
     }
     pub fn max_value_bytes() -> NonZeroUsize {
         NonZeroUsize::new(900 * 1024).expect("non-zero")
+    }
+    pub fn dedupe_capacity() -> NonZeroU64 {
+        NonZeroU64::new(100_000).expect("non-zero")
     }
     pub fn max_json_depth() -> NonZeroUsize {
         NonZeroUsize::new(64).expect("non-zero")
@@ -457,10 +497,39 @@ impl RawConfig {
                 ));
             }
         }
+        if let Some(dedupe) = &self.dedupe {
+            dedupe
+                .validate()
+                .map_err(|(key, message)| invalid(&format!("dedupe.{key}"), message))?;
+        }
         self.mapping
             .validate()
             .map_err(|(key, message)| invalid(&format!("mapping.{key}"), message))?;
         Ok(())
+    }
+}
+
+impl DedupeConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        match self.key {
+            DedupeKeyKind::Fields if self.fields.is_empty() => Err((
+                "fields".into(),
+                "key = \"fields\" needs at least one field path".into(),
+            )),
+            DedupeKeyKind::Fields => {
+                match self.fields.iter().find(|p| p.split('.').any(str::is_empty)) {
+                    Some(path) => Err((
+                        "fields".into(),
+                        format!("`{path}` is not a dotted field path"),
+                    )),
+                    None => Ok(()),
+                }
+            }
+            _ if !self.fields.is_empty() => {
+                Err(("fields".into(), "only used with key = \"fields\"".into()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -658,6 +727,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("batch.max_record"), "{err}");
+    }
+
+    #[test]
+    fn dedupe_fields_must_fit_the_key_kind() {
+        let without = EMBEDDED_DEFAULT
+            .split("[dedupe]")
+            .next()
+            .unwrap()
+            .to_owned();
+        let with = |table: &str| format!("{without}\n{table}\n");
+        let err = parse(&with("[dedupe]\nkey = \"fields\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dedupe.fields"), "{err}");
+        let err = parse(&with("[dedupe]\nkey = \"payload\"\nfields = [\"a\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dedupe.fields"), "{err}");
     }
 
     #[test]

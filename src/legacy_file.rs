@@ -1,7 +1,8 @@
 //! Legacy records as JSON lines, the format of `recast load` (and of the
 //! sample traffic): one object per line with `key` (string or null),
 //! `value` (the raw record value as a string, or null for a tombstone) and
-//! optional `headers` (an object of strings). Other fields, such as the
+//! optional `headers` (an object of strings) and `timestamp` (epoch
+//! milliseconds). Other fields, such as the
 //! sample's `expect`, are ignored.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,9 @@ pub struct LegacyLine {
     pub value: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The Kafka timestamp to write, in epoch milliseconds (default: now).
+    #[serde(default)]
+    pub timestamp: Option<i64>,
 }
 
 /// A line that is not a legacy record.

@@ -2,7 +2,7 @@
 //! command topic into a clean event ledger, exactly once.
 //!
 //! Data flow (DESIGN.md): [`source`] → [`decode`] → [`mapping`] →
-//! [`envelope`] → [`sink`], with rejections to the [`dead_letter`] topic and
+//! [`dedupe`] → [`envelope`] → [`sink`], with rejections to the [`dead_letter`] topic and
 //! the source offsets committed in the same transaction by [`worker`]. The
 //! per-record core is [`pipeline`]: pure, synchronous, benchmarked.
 
@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod dead_letter;
 pub mod decode;
+pub mod dedupe;
 pub mod envelope;
 pub mod kafka;
 pub mod legacy;
@@ -18,6 +19,7 @@ pub mod loader;
 pub mod log_reader;
 pub mod mapping;
 pub mod pipeline;
+pub mod restore;
 pub mod sink;
 pub mod source;
 pub mod timestamp;

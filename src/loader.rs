@@ -37,6 +37,9 @@ pub fn load(
         if let Some(value) = &line.value {
             record = record.payload(value);
         }
+        if let Some(timestamp) = line.timestamp {
+            record = record.timestamp(timestamp);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,

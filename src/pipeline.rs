@@ -1,4 +1,6 @@
-//! The pure per-record core: decode → mapping → envelope + encode.
+//! The pure per-record core: decode → mapping → dedupe key → envelope +
+//! encode. (The dedupe decision itself needs the window's state and is
+//! taken by the worker; the key is computed here.)
 //!
 //! No I/O and no clock: the caller passes `recorded_at`, so the same record
 //! always gives the same outcome. The worker runs it inside a transaction;
@@ -6,9 +8,10 @@
 
 use crate::config::Config;
 use crate::decode::Decoder;
+use crate::dedupe::{DedupeKey, KeySource};
 use crate::envelope::{EnvelopeContext, encode_json, header};
 use crate::legacy::LegacyRecord;
-use crate::mapping::{Mapped, Mapping};
+use crate::mapping::{EventBody, Mapped, Mapping};
 
 /// The stage that rejected a record, written to the dead-letter headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,8 @@ pub struct LedgerEvent {
     pub key: String,
     pub value: Vec<u8>,
     pub event_type: String,
+    /// What identifies the request, when dedupe is configured.
+    pub dedupe_key: Option<DedupeKey>,
 }
 
 /// What becomes of one legacy record.
@@ -58,6 +63,7 @@ pub enum Outcome {
 pub struct Pipeline {
     decoder: Decoder,
     mapping: Mapping,
+    dedupe: Option<KeySource>,
     system: String,
 }
 
@@ -70,6 +76,7 @@ impl Pipeline {
                 raw.limits.max_json_depth.get(),
             ),
             mapping: Mapping::compile(&raw.mapping),
+            dedupe: raw.dedupe.as_ref().map(KeySource::compile),
             system: raw.source.system.clone(),
         }
     }
@@ -80,14 +87,10 @@ impl Pipeline {
 
     /// Runs one legacy record through every stage.
     pub fn process(&self, record: &LegacyRecord<'_>, recorded_at_ms: i64) -> Outcome {
-        let object = match self.decoder.decode(record.value) {
-            Ok(object) => object,
-            Err(e) => return reject(Stage::Decode, &e),
-        };
-        let body = match self.mapping.apply(object) {
-            Ok(Mapped::Event(body)) => body,
-            Ok(Mapped::Filtered { .. }) => return Outcome::Filtered,
-            Err(e) => return reject(Stage::Mapping, &e),
+        let body = match self.map(record) {
+            Ok(Some(body)) => body,
+            Ok(None) => return Outcome::Filtered,
+            Err(rejection) => return Outcome::Rejected(rejection),
         };
         let ctx = EnvelopeContext {
             system: &self.system,
@@ -98,19 +101,49 @@ impl Pipeline {
         };
         let header = header(&body, 0, &ctx);
         let value = encode_json(&header, &body.payload);
+        let dedupe_key = self.dedupe_key(&body, record);
         Outcome::Events(vec![LedgerEvent {
             key: body.key,
             value,
             event_type: body.event_type,
+            dedupe_key,
         }])
+    }
+
+    /// The dedupe keys a record's events would have, without building the
+    /// events: what rebuilding a dedupe window needs.
+    pub fn dedupe_keys(&self, record: &LegacyRecord<'_>) -> Vec<DedupeKey> {
+        match self.map(record) {
+            Ok(Some(body)) => self.dedupe_key(&body, record).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Decode and mapping: the event body, `None` when filtered.
+    fn map(&self, record: &LegacyRecord<'_>) -> Result<Option<EventBody>, Rejection> {
+        let object = self
+            .decoder
+            .decode(record.value)
+            .map_err(|e| rejection(Stage::Decode, &e))?;
+        match self.mapping.apply(object) {
+            Ok(Mapped::Event(body)) => Ok(Some(body)),
+            Ok(Mapped::Filtered { .. }) => Ok(None),
+            Err(e) => Err(rejection(Stage::Mapping, &e)),
+        }
+    }
+
+    fn dedupe_key(&self, body: &EventBody, record: &LegacyRecord<'_>) -> Option<DedupeKey> {
+        self.dedupe
+            .as_ref()
+            .and_then(|source| source.key(&body.payload, record.key))
     }
 }
 
-fn reject(stage: Stage, error: &dyn std::error::Error) -> Outcome {
-    Outcome::Rejected(Rejection {
+fn rejection(stage: Stage, error: &dyn std::error::Error) -> Rejection {
+    Rejection {
         stage,
         reason: error.to_string(),
-    })
+    }
 }
 
 #[cfg(test)]

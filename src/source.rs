@@ -16,6 +16,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::kafka::{StartupError, client_config};
+use crate::legacy::{LegacyRecord, Position};
 
 /// How long one poll may block while no batch is open, so shutdown and
 /// idle checks stay responsive.
@@ -24,10 +25,18 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Tracks the group's rebalances for the worker loop.
 #[derive(Debug, Default)]
 pub struct SourceContext {
-    /// Partitions revoked since the worker last looked.
+    /// Partitions revoked since the batch being polled last looked.
     revoked: Mutex<Vec<i32>>,
+    /// Assignment changes since the worker last looked, in order.
     /// Set by each rebalance, cleared by the worker.
-    rebalanced: AtomicBool,
+    changes: Mutex<Vec<Change>>,
+}
+
+/// A change of this instance's share of the legacy topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
 }
 
 impl ClientContext for SourceContext {}
@@ -39,21 +48,27 @@ impl ConsumerContext for SourceContext {
         // that is left to do is forget the revoked partitions' buffered
         // records, which their next owner reads again from the committed
         // offset.
-        match rebalance {
+        let change = match rebalance {
             Rebalance::Revoke(tpl) => {
                 let partitions = partitions(tpl);
                 tracing::info!(?partitions, "partitions revoked");
                 self.revoked
                     .lock()
                     .expect("revoked list lock")
-                    .extend(partitions);
+                    .extend(&partitions);
+                Change::Revoked(partitions)
             }
             Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
+                let partitions = partitions(tpl);
+                tracing::info!(?partitions, "partitions assigned");
+                Change::Assigned(partitions)
             }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-        }
-        self.rebalanced.store(true, Ordering::Relaxed);
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "rebalance error");
+                return;
+            }
+        };
+        self.changes.lock().expect("changes lock").push(change);
     }
 }
 
@@ -186,12 +201,16 @@ impl Source {
         self.consumer.assignment().is_ok_and(|tpl| tpl.count() > 0)
     }
 
-    /// Whether a rebalance happened since the last call.
-    pub fn take_rebalanced(&self) -> bool {
-        self.consumer
-            .context()
-            .rebalanced
-            .swap(false, Ordering::Relaxed)
+    /// The assignment changes since the last call, in order.
+    pub fn take_changes(&self) -> Vec<Change> {
+        std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .changes
+                .lock()
+                .expect("changes lock"),
+        )
     }
 
     /// The offsets to commit for a batch: per partition, one past its last
@@ -237,6 +256,20 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
         .iter()
         .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
         .collect()
+}
+
+/// A consumed Kafka record as the pure stages see it.
+pub fn legacy_record<'m>(message: &'m BorrowedMessage<'_>) -> LegacyRecord<'m> {
+    LegacyRecord {
+        position: Position {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key(),
+        value: message.payload(),
+    }
 }
 
 /// Each partition's first offset in a batch: where to rewind to.

@@ -18,11 +18,13 @@ use rdkafka::message::{BorrowedMessage, Headers};
 
 use crate::config::Config;
 use crate::dead_letter;
+use crate::dedupe::{DedupeWindow, Verdict};
 use crate::kafka::{StartupError, check_cluster};
-use crate::legacy::{LegacyRecord, Position};
+use crate::legacy::LegacyRecord;
 use crate::pipeline::{Outcome, Pipeline, Rejection, Stage};
+use crate::restore::restore;
 use crate::sink::{SendError, Sink, TxnError, owned_headers};
-use crate::source::{Batch, Source, first_offsets};
+use crate::source::{Batch, Change, Source, first_offsets, legacy_record};
 
 /// First wait after a repeated abort; doubles per consecutive abort.
 const ABORT_BACKOFF: Duration = Duration::from_millis(50);
@@ -53,6 +55,8 @@ pub struct Totals {
     pub consumed: u64,
     pub events: u64,
     pub filtered: u64,
+    /// Events dropped as retries of an earlier one.
+    pub duplicates: u64,
     pub rejected: u64,
     pub committed: u64,
     pub aborted: u64,
@@ -63,6 +67,7 @@ impl Totals {
         self.consumed += batch.consumed;
         self.events += batch.events;
         self.filtered += batch.filtered;
+        self.duplicates += batch.duplicates;
         self.rejected += batch.rejected;
     }
 }
@@ -108,6 +113,12 @@ struct Worker<'a> {
 impl Worker<'_> {
     fn run_loop(&self, stop: &AtomicBool, options: &RunOptions) -> Result<Totals, WorkerError> {
         let batch_config = &self.config.raw.batch;
+        let mut window = self
+            .config
+            .raw
+            .dedupe
+            .as_ref()
+            .map(|d| DedupeWindow::new(d.capacity.get(), d.ttl));
         let mut totals = Totals::default();
         let mut transactions = 0u64;
         let mut consecutive_aborts = 0u32;
@@ -118,10 +129,14 @@ impl Worker<'_> {
                 .source
                 .poll_batch(batch_config.max_records.get(), batch_config.linger, stop)
                 .map_err(|e| WorkerError::Fatal(e.to_string()))?;
-            if self.source.take_rebalanced() {
+            let changes = self.source.take_changes();
+            if !changes.is_empty() {
                 // An assignment restarts the idle clock: new partitions may
                 // have records the idle check has not seen yet.
                 last_record = Instant::now();
+            }
+            if let Some(window) = window.as_mut() {
+                self.follow_assignment(window, changes)?;
             }
             if batch.is_empty() {
                 if stop.load(Ordering::Relaxed) {
@@ -139,13 +154,21 @@ impl Worker<'_> {
             }
             last_record = Instant::now();
             transactions += 1;
-            match self.transact(&batch, transactions) {
+            match self.transact(&batch, transactions, window.as_mut()) {
                 Ok(batch_totals) => {
+                    if let Some(window) = window.as_mut() {
+                        window.commit();
+                    }
                     totals.add_batch(&batch_totals);
                     totals.committed += 1;
                 }
                 Err(TxnError::Fatal(message)) => return Err(WorkerError::Fatal(message)),
                 Err(TxnError::Abortable(reason)) => {
+                    // The aborted batch's keys never happened; the window
+                    // holds exactly the committed ones, so nothing to rebuild.
+                    if let Some(window) = window.as_mut() {
+                        window.abort();
+                    }
                     consecutive_aborts += 1;
                     totals.aborted += 1;
                     self.recover(&batch, &reason, consecutive_aborts, stop)?;
@@ -195,8 +218,44 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// Keeps the dedupe windows in step with the assignment: forget revoked
+    /// partitions, rebuild assigned ones before any of their records is
+    /// processed.
+    fn follow_assignment(
+        &self,
+        window: &mut DedupeWindow,
+        changes: Vec<Change>,
+    ) -> Result<(), WorkerError> {
+        for change in changes {
+            match change {
+                Change::Revoked(partitions) => {
+                    for partition in partitions {
+                        window.drop_partition(partition);
+                    }
+                }
+                Change::Assigned(partitions) if !partitions.is_empty() => {
+                    restore(
+                        self.config,
+                        self.source.consumer(),
+                        &self.pipeline,
+                        window,
+                        &partitions,
+                    )
+                    .map_err(|e| WorkerError::Fatal(format!("dedupe window: {e}")))?;
+                }
+                Change::Assigned(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Runs one batch as one transaction.
-    fn transact(&self, batch: &Batch<'_>, sequence: u64) -> Result<Totals, TxnError> {
+    fn transact(
+        &self,
+        batch: &Batch<'_>,
+        sequence: u64,
+        mut window: Option<&mut DedupeWindow>,
+    ) -> Result<Totals, TxnError> {
         let first = batch.first().map_or(0, Message::offset);
         let span = tracing::debug_span!("transaction", sequence, records = batch.len(), first);
         let _entered = span.enter();
@@ -210,6 +269,18 @@ impl Worker<'_> {
             match self.pipeline.process(&record, recorded_at_ms) {
                 Outcome::Events(events) => {
                     for event in &events {
+                        if let (Some(window), Some(key)) = (window.as_deref_mut(), event.dedupe_key)
+                            && let Verdict::Duplicate { of_offset } = window.check(
+                                record.position.partition,
+                                key,
+                                record.position.offset,
+                                record.timestamp_ms,
+                            )
+                        {
+                            tracing::debug!(position = %record.position, of_offset, "duplicate");
+                            counts.duplicates += 1;
+                            continue;
+                        }
                         match self.sink.send(
                             &self.config.raw.topics.ledger,
                             Some(event.key.as_bytes()),
@@ -258,6 +329,7 @@ impl Worker<'_> {
             events = counts.events,
             rejected = counts.rejected,
             filtered = counts.filtered,
+            duplicates = counts.duplicates,
             "committed"
         );
         Ok(counts)
@@ -320,19 +392,6 @@ impl Worker<'_> {
                 record.position
             ))),
         }
-    }
-}
-
-fn legacy_record<'m>(message: &'m BorrowedMessage<'_>) -> LegacyRecord<'m> {
-    LegacyRecord {
-        position: Position {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-        },
-        timestamp_ms: message.timestamp().to_millis(),
-        key: message.key(),
-        value: message.payload(),
     }
 }
 

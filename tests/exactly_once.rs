@@ -32,44 +32,31 @@ fn the_sample_lands_as_its_expectations_say() {
     assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("w1"));
     assert_eq!(terminate(&mut worker), Some(0), "{}", s.worker_log("w1"));
 
-    // Until the dedupe window lands, a retry is written like its original:
-    // each request appears once per legacy record that carries it.
-    let mut expected: HashMap<&str, (&str, usize)> = HashMap::new();
-    for (_, expect) in &sample {
-        match expect["kind"].as_str().unwrap() {
-            "event" => {
-                let id = expect["id"].as_str().unwrap();
-                let entry = expected.entry(id).or_insert(("", 0));
-                entry.0 = expect["event_type"].as_str().unwrap();
-                entry.1 += 1;
-            }
-            "duplicate" => {
-                expected
-                    .entry(expect["of"].as_str().unwrap())
-                    .or_insert(("", 0))
-                    .1 += 1;
-            }
-            _ => {}
-        }
-    }
+    // Every request exactly once: its retries (new technical context,
+    // same requestId) are dropped by the dedupe window.
+    let expected: HashMap<&str, &str> = sample
+        .iter()
+        .filter(|(_, e)| e["kind"] == "event")
+        .map(|(_, e)| (e["id"].as_str().unwrap(), e["event_type"].as_str().unwrap()))
+        .collect();
     let ledger = s.ledger();
-    let mut seen: HashMap<String, (String, usize)> = HashMap::new();
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     for record in &ledger.committed {
         let event = common::event_json(record);
         let id = event["header"]["correlation_id"]
             .as_str()
             .unwrap()
             .to_owned();
-        let entry = seen.entry(id).or_insert((String::new(), 0));
-        entry.0 = event["header"]["event_type"].as_str().unwrap().to_owned();
-        entry.1 += 1;
+        seen.entry(id)
+            .or_default()
+            .push(event["header"]["event_type"].as_str().unwrap().to_owned());
         assert_eq!(event["header"]["source"]["system"], "cart-service");
         assert!(event["payload"].get("_meta").is_none());
         assert!(event["payload"].get("debug_trace").is_none());
     }
     assert_eq!(seen.len(), expected.len());
-    for (id, (event_type, count)) in expected {
-        assert_eq!(seen[id], (event_type.to_owned(), count), "{id}");
+    for (id, event_type) in expected {
+        assert_eq!(seen[id], [event_type], "{id}");
     }
 
     // Rejections: every malformed or unknown record, with its reason.
@@ -101,13 +88,13 @@ fn the_sample_lands_as_its_expectations_say() {
         };
         assert!(reason.starts_with(expected_reason), "{value:?}: {reason}");
     }
-    // Heartbeats are neither events nor dead letters.
-    let heartbeats = sample
+    // Heartbeats and retries are neither events nor dead letters.
+    let skipped = sample
         .iter()
-        .filter(|(_, e)| e["kind"] == "filtered")
+        .filter(|(_, e)| e["kind"] == "filtered" || e["kind"] == "duplicate")
         .count();
     assert_eq!(
-        ledger.committed.len() + dead.committed.len() + heartbeats,
+        ledger.committed.len() + dead.committed.len() + skipped,
         sample.len()
     );
 }

@@ -298,6 +298,8 @@ pub enum Expect {
     },
     /// Noise: neither in the ledger nor in the dead-letter topic.
     Filtered,
+    /// A retry of an earlier request: dropped by the dedupe window.
+    Duplicate,
     /// One dead letter with this (unique) key and a reason starting so.
     Reject { key: String, reason: &'static str },
 }
@@ -328,6 +330,7 @@ pub fn generate(n: usize, tag: &str) -> Vec<(LegacyLine, Expect)> {
         key,
         value: Some(value),
         headers: std::collections::BTreeMap::new(),
+        timestamp: None,
     };
     (0..n)
         .map(|i| {
@@ -379,6 +382,34 @@ pub fn generate(n: usize, tag: &str) -> Vec<(LegacyLine, Expect)> {
             )
         })
         .collect()
+}
+
+/// `generate`'s traffic with retries mixed in, as legacy producers send
+/// them: every fifth request again, up to ~250 records later (across batch
+/// boundaries), with new technical context.
+pub fn generate_with_retries(n: usize, tag: &str) -> Vec<(LegacyLine, Expect)> {
+    let mut records = generate(n, tag);
+    let mut retries: Vec<(usize, (LegacyLine, Expect))> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, e))| i % 5 == 0 && matches!(e, Expect::Event { .. }))
+        .map(|(i, (line, _))| {
+            let mut retry = line.clone();
+            retry.value = retry.value.map(|v| {
+                v.replace("\"retry\": ", "\"retry\": 1")
+                    .replace("cart-web-", "cart-web-retry-")
+            });
+            (i + 1 + (i % 7) * 40, (retry, Expect::Duplicate))
+        })
+        .collect();
+    // Insert from the highest position down: each insertion then leaves
+    // every original where the retries still to insert expect it.
+    retries.sort_by_key(|(position, _)| std::cmp::Reverse(*position));
+    for (position, retry) in retries {
+        let position = position.min(records.len());
+        records.insert(position, retry);
+    }
+    records
 }
 
 /// Asserts the exactly-once contract for generated traffic: every expected

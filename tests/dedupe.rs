@@ -1,0 +1,152 @@
+//! The dedupe window end to end: retries of a request reach the ledger
+//! once, in a single run, across `kill -9` and restart, and across a
+//! rebalance; the window's count and time-to-live bounds hold exactly.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Expect, Scenario, assert_exactly_once, generate_with_retries, kill_hard, terminate};
+use recast::legacy_file::LegacyLine;
+
+const CATCH_UP: Duration = Duration::from_secs(240);
+
+fn lines(records: &[(LegacyLine, Expect)]) -> Vec<LegacyLine> {
+    records.iter().map(|(l, _)| l.clone()).collect()
+}
+
+fn expects(records: &[(LegacyLine, Expect)]) -> Vec<Expect> {
+    records.iter().map(|(_, e)| e.clone()).collect()
+}
+
+#[test]
+fn retries_across_batch_boundaries_land_once() {
+    let s = Scenario::new("retries", 4);
+    let records = generate_with_retries(10_000, "retries");
+    let retries = records
+        .iter()
+        .filter(|(_, e)| *e == Expect::Duplicate)
+        .count();
+    assert!(retries > 1_500, "the stream has {retries} retries");
+    s.produce(&lines(&records));
+    let mut worker = s.spawn_worker(&s.config(&[("batch.max_records", "100")]), "w1", &[]);
+    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("w1"));
+    assert_eq!(terminate(&mut worker), Some(0));
+    assert_exactly_once(&s, &expects(&records));
+}
+
+#[test]
+fn retries_after_a_kill_9_and_restart_land_once() {
+    let s = Scenario::new("dedupe-crash", 4);
+    let records = generate_with_retries(30_000, "dedupe-crash");
+    // The first part is processed (and killed during); the rest holds
+    // retries of requests committed before the crash.
+    let (first, rest) = records.split_at(20_000);
+    s.produce(&lines(first));
+    let config = s.config(&[
+        ("kafka.static_membership", "true"),
+        ("batch.max_records", "100"),
+    ]);
+    for pause in [700, 1_100, 900] {
+        let mut worker = s.spawn_worker(&config, "crashy", &[]);
+        std::thread::sleep(Duration::from_millis(pause));
+        kill_hard(&mut worker);
+    }
+    s.produce(&lines(rest));
+    let mut worker = s.spawn_worker(&config, "crashy", &[]);
+    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("crashy"));
+    assert_eq!(terminate(&mut worker), Some(0));
+    let log = s.worker_log("crashy");
+    assert!(log.contains("dedupe window restored"), "{log}");
+    assert_exactly_once(&s, &expects(&records));
+}
+
+#[test]
+fn retries_during_a_rebalance_land_once() {
+    let s = Scenario::new("dedupe-rebalance", 4);
+    let records = generate_with_retries(24_000, "dedupe-rebalance");
+    let config = s.config(&[("batch.max_records", "200")]);
+    let producer = {
+        let (s, lines) = (s.clone(), lines(&records));
+        std::thread::spawn(move || {
+            for part in lines.chunks(1_000) {
+                s.produce(part);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    let mut first = s.spawn_worker(&config, "first", &[]);
+    assert!(common::wait_until(CATCH_UP, || s
+        .committed_offsets(4)
+        .iter()
+        .any(|o| *o > 0)));
+    let mut second = s.spawn_worker(&config, "second", &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !producer.is_finished(),
+        "traffic ended before the rebalance"
+    );
+    assert_eq!(terminate(&mut first), Some(0), "{}", s.worker_log("first"));
+    producer.join().unwrap();
+    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("second"));
+    assert_eq!(terminate(&mut second), Some(0));
+    assert!(s.worker_log("second").contains("dedupe window restored"));
+    assert_exactly_once(&s, &expects(&records));
+}
+
+/// A cart command with this request id, Kafka timestamp and filler.
+fn command(request: &str, timestamp: i64) -> LegacyLine {
+    LegacyLine {
+        key: Some("cart-1".into()),
+        value: Some(format!(
+            r#"{{"command": "AddToCart", "requestId": "{request}", "cartId": "cart-1", "sku": "S", "qty": 1}}"#
+        )),
+        headers: std::collections::BTreeMap::new(),
+        timestamp: Some(timestamp),
+    }
+}
+
+#[test]
+fn retries_just_inside_and_just_outside_the_window() {
+    let s = Scenario::new("window", 1);
+    let t0 = 1_764_000_000_000_i64;
+    let mut lines = Vec::new();
+    let mut filler = 0;
+    let mut fill = |lines: &mut Vec<LegacyLine>, n: usize| {
+        for _ in 0..n {
+            filler += 1;
+            lines.push(command(&format!("filler-{filler}"), t0));
+        }
+    };
+    // Count: capacity 20 offsets. A retry 20 offsets later is inside…
+    lines.push(command("inside-count", t0)); // offset 0
+    fill(&mut lines, 19);
+    lines.push(command("inside-count", t0)); // offset 20
+    // …21 offsets later is outside.
+    lines.push(command("outside-count", t0)); // offset 21
+    fill(&mut lines, 20);
+    lines.push(command("outside-count", t0)); // offset 42
+    // Time: ttl 60 s on record timestamps, whatever the wall clock.
+    lines.push(command("inside-ttl", t0));
+    lines.push(command("inside-ttl", t0 + 60_000));
+    lines.push(command("outside-ttl", t0));
+    lines.push(command("outside-ttl", t0 + 60_001));
+    s.produce(&lines);
+    let config = s.config(&[("dedupe.capacity", "20"), ("dedupe.ttl", "\"60s\"")]);
+    let mut worker = s.spawn_worker(&config, "w1", &[]);
+    assert!(s.wait_caught_up(1, CATCH_UP), "{}", s.worker_log("w1"));
+    assert_eq!(terminate(&mut worker), Some(0));
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for record in &s.ledger().committed {
+        let id = common::event_json(record)["header"]["correlation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        *counts.entry(id).or_default() += 1;
+    }
+    assert_eq!(counts["inside-count"], 1);
+    assert_eq!(counts["outside-count"], 2);
+    assert_eq!(counts["inside-ttl"], 1);
+    assert_eq!(counts["outside-ttl"], 2);
+}
