@@ -159,11 +159,24 @@ fn canonical_number(hasher: &mut Sha256, n: &Number) {
     }
 }
 
-/// Where and when a key was last seen.
+/// Where and when a key was last seen: 16 bytes, so an entry (key and
+/// value) is 32 bytes before the cache's own bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
     offset: i64,
-    timestamp_ms: Option<i64>,
+    /// Record timestamp in epoch milliseconds; `NO_TIMESTAMP` when absent.
+    timestamp_ms: i64,
+}
+
+const NO_TIMESTAMP: i64 = i64::MIN;
+
+impl Seen {
+    fn new(offset: i64, timestamp_ms: Option<i64>) -> Self {
+        Self {
+            offset,
+            timestamp_ms: timestamp_ms.unwrap_or(NO_TIMESTAMP),
+        }
+    }
 }
 
 /// The verdict on one event.
@@ -236,13 +249,7 @@ impl DedupeWindow {
             .get(&key)
             .copied()
             .or_else(|| window.committed.get(&key));
-        window.staged.insert(
-            key,
-            Seen {
-                offset,
-                timestamp_ms,
-            },
-        );
+        window.staged.insert(key, Seen::new(offset, timestamp_ms));
         match previous {
             Some(seen) if within(seen, offset, timestamp_ms, capacity, ttl_ms) => {
                 Verdict::Duplicate {
@@ -281,13 +288,9 @@ impl DedupeWindow {
         offset: i64,
         timestamp_ms: Option<i64>,
     ) {
-        self.partition(partition).committed.insert(
-            key,
-            Seen {
-                offset,
-                timestamp_ms,
-            },
-        );
+        self.partition(partition)
+            .committed
+            .insert(key, Seen::new(offset, timestamp_ms));
     }
 
     /// Forgets a partition (revoked, or about to be rebuilt).
@@ -315,8 +318,10 @@ fn within(
     if distance <= 0 || distance.unsigned_abs() > capacity {
         return false;
     }
-    match (ttl_ms, timestamp_ms, seen.timestamp_ms) {
-        (Some(ttl), Some(now), Some(then)) => now.saturating_sub(then) <= ttl,
+    match (ttl_ms, timestamp_ms) {
+        (Some(ttl), Some(now)) if seen.timestamp_ms != NO_TIMESTAMP => {
+            now.saturating_sub(seen.timestamp_ms) <= ttl
+        }
         _ => true,
     }
 }
@@ -379,11 +384,65 @@ mod tests {
         );
     }
 
+    fn json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            // Non-integral floats only: integral ones equal their integer.
+            (-1.0e6..1.0e6f64)
+                .prop_filter("non-integral", |f| f.fract() != 0.0)
+                .prop_map(|f| json!(f)),
+            "[a-c]{0,3}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-c]{1,2}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keys_match_exactly_when_values_do(a in json(), b in json()) {
+            let source = fields(&["v"]);
+            let key_a = key(&source, &json!({ "v": a }));
+            let key_b = key(&source, &json!({ "v": b }));
+            proptest::prop_assert_eq!(a == b, key_a == key_b);
+        }
+
+        #[test]
+        fn key_order_and_whitespace_do_not_matter(a in json()) {
+            // Re-parse the value from text with its object keys reversed.
+            fn reversed(v: &Value) -> String {
+                match v {
+                    Value::Object(m) => format!(
+                        "{{ {} }}",
+                        m.iter().rev().map(|(k, v)| format!("{:?} :  {}", k, reversed(v))).collect::<Vec<_>>().join(" , ")
+                    ),
+                    Value::Array(items) => format!("[ {} ]", items.iter().map(reversed).collect::<Vec<_>>().join(", ")),
+                    other => other.to_string(),
+                }
+            }
+            let again: Value = serde_json::from_str(&reversed(&a)).unwrap();
+            let source = fields(&["v"]);
+            proptest::prop_assert_eq!(key(&source, &json!({ "v": a })), key(&source, &json!({ "v": again })));
+        }
+    }
+
     #[test]
     fn nothing_to_identify_means_no_key() {
         assert_eq!(key(&fields(&["requestId"]), &json!({"other": 1})), None);
         assert_eq!(KeySource::RecordKey.key(&Map::new(), None), None);
         assert!(KeySource::RecordKey.key(&Map::new(), Some(b"k")).is_some());
+    }
+
+    #[test]
+    fn an_entry_is_32_bytes() {
+        assert_eq!(size_of::<DedupeKey>() + size_of::<Seen>(), 32);
     }
 
     #[test]

@@ -99,7 +99,16 @@ pub fn run(
         sink,
     };
     let totals = worker.run_loop(stop, options)?;
-    tracing::info!(?totals, "worker stopped");
+    tracing::info!(
+        consumed = totals.consumed,
+        events = totals.events,
+        filtered = totals.filtered,
+        duplicates = totals.duplicates,
+        rejected = totals.rejected,
+        transactions = totals.committed,
+        aborted = totals.aborted,
+        "worker stopped"
+    );
     Ok(totals)
 }
 

@@ -22,7 +22,7 @@ $recast create-topics --partitions 4
 step "loading the sample legacy traffic"
 $recast load --input tests/data/legacy-cart.jsonl
 step "running recast until the legacy topic is drained"
-RUST_LOG=${RUST_LOG:-warn} $recast run --stop-when-idle 3s
+RUST_LOG=${RUST_LOG:-warn,recast::worker=info} $recast run --stop-when-idle 3s
 step "ledger (first 5 events, then counts per event type)"
 $recast inspect --topic ledger --limit 5
 step "dead-letter topic (every rejected record, with its reason)"

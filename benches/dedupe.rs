@@ -1,0 +1,119 @@
+//! The dedupe window: check+commit and lookup throughput with 1M entries in
+//! one partition's window, and the time to rebuild a 100,000-entry window
+//! from the broker (started like the integration tests' broker).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use recast::config::{Config, EMBEDDED_DEFAULT, Origin};
+use recast::dedupe::DedupeWindow;
+use recast::pipeline::Pipeline;
+use recast::restore::restore;
+
+const ENTRIES: u64 = 1_000_000;
+const OPS: u64 = 10_000;
+
+fn full_window() -> DedupeWindow {
+    let mut window = DedupeWindow::new(ENTRIES, None);
+    for i in 0..ENTRIES {
+        window.restore(
+            0,
+            u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            i as i64,
+            None,
+        );
+    }
+    window
+}
+
+fn window(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dedupe_window");
+    group.throughput(Throughput::Elements(OPS));
+    group.sample_size(20);
+    let mut window = full_window();
+    let mut next = ENTRIES;
+    group.bench_function("check_new_and_commit_1M", |b| {
+        b.iter(|| {
+            for _ in 0..OPS {
+                let key = u128::from(next).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                black_box(window.check(0, key, next as i64, None));
+                next += 1;
+            }
+            window.commit();
+        });
+    });
+    group.bench_function("check_duplicate_1M", |b| {
+        b.iter_batched(
+            || next,
+            |at| {
+                for i in 0..OPS {
+                    // Keys seen within the last ENTRIES offsets.
+                    let seen = at - 1 - i * 37 % (ENTRIES / 2);
+                    let key = u128::from(seen).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    black_box(window.check(0, key, at as i64, None));
+                }
+                window.abort();
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+fn restore_from_broker(c: &mut Criterion) {
+    const RECORDS: usize = 100_000;
+    let s = common::Scenario::new("restore-bench", 1);
+    let records = common::generate(RECORDS, "restore-bench");
+    let lines: Vec<_> = records.iter().map(|(l, _)| l.clone()).collect();
+    s.produce(&lines);
+    let env = vec![
+        (
+            "RECAST_KAFKA__BROKERS".to_owned(),
+            common::brokers().to_owned(),
+        ),
+        ("RECAST_KAFKA__GROUP_ID".to_owned(), s.group.clone()),
+        ("RECAST_TOPICS__LEGACY".to_owned(), s.legacy.clone()),
+        ("RECAST_TOPICS__LEDGER".to_owned(), s.ledger.clone()),
+        (
+            "RECAST_TOPICS__DEAD_LETTER".to_owned(),
+            s.dead_letter.clone(),
+        ),
+    ];
+    let config = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env).expect("config");
+    let pipeline = Pipeline::new(&config);
+    // The group has committed the whole partition: a restore re-reads the
+    // last `capacity` (100,000) records.
+    let group: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", common::brokers())
+        .set("group.id", &s.group)
+        .create()
+        .expect("group consumer");
+    let mut committed = TopicPartitionList::new();
+    committed
+        .add_partition_offset(&s.legacy, 0, Offset::Offset(RECORDS as i64))
+        .expect("offset");
+    group.commit(&committed, CommitMode::Sync).expect("commit");
+
+    let mut bench = c.benchmark_group("dedupe_restore");
+    bench.sample_size(10);
+    bench.measurement_time(Duration::from_secs(20));
+    bench.throughput(Throughput::Elements(RECORDS as u64));
+    bench.bench_function("restore_100k_from_broker", |b| {
+        b.iter(|| {
+            let mut window = DedupeWindow::new(100_000, None);
+            let restored = restore(&config, &group, &pipeline, &mut window, &[0]).expect("restore");
+            assert!(restored[0].keys > 90_000, "{restored:?}");
+        });
+    });
+    bench.finish();
+}
+
+criterion_group!(benches, window, restore_from_broker);
+criterion_main!(benches);
