@@ -186,6 +186,13 @@ pub struct LimitsConfig {
     /// JSON nesting deeper than this is rejected (guards the decoder's stack).
     #[serde(default = "defaults::max_json_depth")]
     pub max_json_depth: NonZeroUsize,
+    /// Largest record (key, value and headers) recast writes. Set it at or
+    /// below the `max.message.bytes` of the ledger and dead-letter topics:
+    /// an event above it goes to the dead-letter topic, and a dead letter
+    /// above it is written without its key and value. A record the broker
+    /// refused instead would fail its transaction on every retry.
+    #[serde(default = "defaults::max_output_bytes")]
+    pub max_output_bytes: NonZeroUsize,
 }
 
 impl Default for LimitsConfig {
@@ -193,6 +200,7 @@ impl Default for LimitsConfig {
         Self {
             max_value_bytes: defaults::max_value_bytes(),
             max_json_depth: defaults::max_json_depth(),
+            max_output_bytes: defaults::max_output_bytes(),
         }
     }
 }
@@ -328,6 +336,11 @@ mod defaults {
     }
     pub fn dedupe_capacity() -> NonZeroU64 {
         NonZeroU64::new(100_000).expect("non-zero")
+    }
+    pub fn max_output_bytes() -> NonZeroUsize {
+        // Kafka's default max.message.bytes (1048588) less headroom for
+        // the record batch framing.
+        NonZeroUsize::new(1_000_000).expect("non-zero")
     }
     pub fn max_json_depth() -> NonZeroUsize {
         NonZeroUsize::new(64).expect("non-zero")

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::config::Config;
@@ -46,6 +46,10 @@ const COMMIT_RETRIES: usize = 3;
 pub struct Sink {
     producer: BaseProducer,
     transactional_id: String,
+    /// `limits.max_output_bytes`: larger records are refused before they
+    /// reach the broker, where a refusal would fail every retry of the
+    /// transaction.
+    max_output_bytes: usize,
 }
 
 impl std::fmt::Debug for Sink {
@@ -71,12 +75,15 @@ impl Sink {
                 "transaction.timeout.ms",
                 raw.batch.transaction_timeout.as_millis().to_string(),
             );
+        let message_max_bytes = (raw.limits.max_output_bytes.get() + 64 * 1024).to_string();
         for (key, default) in [
             // Java's partitioner: ledger keys land where any client expects.
             ("partitioner", "murmur2_random"),
             // A batch is produced in one burst and then committed: waiting
             // longer to fill produce requests only delays the commit.
             ("linger.ms", "5"),
+            // Room for a record of limits.max_output_bytes plus framing.
+            ("message.max.bytes", &message_max_bytes),
         ] {
             if !raw.kafka.properties.contains_key(key) {
                 client.set(key, default);
@@ -95,6 +102,7 @@ impl Sink {
         Ok(Self {
             producer,
             transactional_id,
+            max_output_bytes: raw.limits.max_output_bytes.get(),
         })
     }
 
@@ -102,6 +110,11 @@ impl Sink {
         self.producer
             .begin_transaction()
             .map_err(|e| self.classify("begin transaction", &e))
+    }
+
+    /// The most bytes (key, value and headers) one record may have.
+    pub fn max_output_bytes(&self) -> usize {
+        self.max_output_bytes
     }
 
     /// Queues one record in the open transaction. Waits while the local
@@ -113,6 +126,14 @@ impl Sink {
         value: Option<&[u8]>,
         headers: OwnedHeaders,
     ) -> Result<(), SendError> {
+        let header_bytes: usize = headers
+            .iter()
+            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+            .sum();
+        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + header_bytes;
+        if size > self.max_output_bytes {
+            return Err(SendError::TooLarge);
+        }
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
         if let Some(key) = key {
             record = record.key(key);

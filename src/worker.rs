@@ -301,9 +301,9 @@ impl Worker<'_> {
                                 let rejection = Rejection {
                                     stage: Stage::Encode,
                                     reason: format!(
-                                        "event of {} bytes is larger than the producer may send \
-                                         (message.max.bytes)",
-                                        event.value.len()
+                                        "event of {} bytes exceeds limits.max_output_bytes ({})",
+                                        event.key.len() + event.value.len(),
+                                        self.sink.max_output_bytes()
                                     ),
                                 };
                                 self.dead_letter(message, &record, &rejection)?;
@@ -396,9 +396,10 @@ impl Worker<'_> {
             Ok(()) => Ok(()),
             Err(SendError::Txn(e)) => Err(e),
             Err(SendError::TooLarge) => Err(TxnError::Fatal(format!(
-                "{}: even without its value, the dead letter is larger than the producer may \
-                 send; raise message.max.bytes in kafka.properties",
-                record.position
+                "{}: even without key and value, the dead letter's headers exceed \
+                 limits.max_output_bytes ({}); raise it",
+                record.position,
+                self.sink.max_output_bytes()
             ))),
         }
     }

@@ -178,3 +178,56 @@ fn every_bad_record_is_dead_lettered_with_a_reason() {
         .collect();
     assert_eq!(ids, ["r-null-key", "r-after"]);
 }
+
+#[test]
+fn an_event_above_the_output_limit_is_dead_lettered_not_retried_forever() {
+    // A broker refusing an oversized record would fail every retry of its
+    // transaction; recast refuses it first, against limits.max_output_bytes.
+    let s = Scenario::new("output-limit", 1);
+    let note = "n".repeat(5_000);
+    let big = format!(
+        r#"{{"command": "AddToCart", "requestId": "r-big", "cartId": "cart-big", "note": "{note}"}}"#
+    );
+    let cases = vec![
+        Bad {
+            key: Some("cart-big"),
+            value: Some(big.into_bytes()),
+            reason: Some("event of"),
+        },
+        valid(Some("cart-small"), "cart-small", "r-small"),
+    ];
+    produce(&s.legacy, &cases);
+    let config = s.config(&[("limits.max_output_bytes", "4000")]);
+    let mut worker = s.spawn_worker(&config, "w1", &[]);
+    assert!(
+        s.wait_caught_up(1, Duration::from_secs(120)),
+        "{}",
+        s.worker_log("w1")
+    );
+    assert_eq!(terminate(&mut worker), Some(0), "{}", s.worker_log("w1"));
+
+    let dead = s.dead_letters();
+    assert_eq!(dead.committed.len(), 1);
+    let record = &dead.committed[0];
+    assert_eq!(record.header("recast.stage").as_deref(), Some("encode"));
+    let reason = record.header("recast.reason").unwrap();
+    assert!(
+        reason.ends_with("exceeds limits.max_output_bytes (4000)"),
+        "{reason}"
+    );
+    // The dead letter itself would exceed the limit with its value.
+    assert!(record.value.is_none());
+    assert!(record.header("recast.value.omitted").is_some());
+    let ids: Vec<String> = s
+        .ledger()
+        .committed
+        .iter()
+        .map(|r| {
+            common::event_json(r)["header"]["correlation_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, ["r-small"]);
+}
