@@ -24,15 +24,12 @@ fn records(lines: &[LegacyLine]) -> Vec<LegacyRecord<'_>> {
     lines
         .iter()
         .enumerate()
-        .map(|(i, l)| LegacyRecord {
-            position: Position {
+        .map(|(i, l)| {
+            l.record(Position {
                 topic: "legacy-cart",
                 partition: 0,
                 offset: i as i64,
-            },
-            timestamp_ms: Some(1_764_000_000_000),
-            key: l.key.as_deref().map(str::as_bytes),
-            value: l.value.as_deref().map(str::as_bytes),
+            })
         })
         .collect()
 }

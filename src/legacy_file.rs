@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::legacy::{LegacyRecord, Position};
+
 /// One legacy record read from a JSON line.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct LegacyLine {
@@ -20,6 +22,19 @@ pub struct LegacyLine {
     /// The Kafka timestamp to write, in epoch milliseconds (default: now).
     #[serde(default)]
     pub timestamp: Option<i64>,
+}
+
+impl LegacyLine {
+    /// This line as the legacy record at `position` would be seen by the
+    /// pipeline: the offline way in, for tests, benches and replays.
+    pub fn record<'a>(&'a self, position: Position<'a>) -> LegacyRecord<'a> {
+        LegacyRecord {
+            position,
+            timestamp_ms: self.timestamp,
+            key: self.key.as_deref().map(str::as_bytes),
+            value: self.value.as_deref().map(str::as_bytes),
+        }
+    }
 }
 
 /// A line that is not a legacy record.

@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use common::{Scenario, TIMEOUT, brokers, terminate};
+use common::{Scenario, TIMEOUT, brokers};
 
 struct Bad {
     key: Option<&'static str>,
@@ -117,13 +115,7 @@ fn every_bad_record_is_dead_lettered_with_a_reason() {
     let s = Scenario::new("bad", 1);
     let cases = cases();
     produce(&s.legacy, &cases);
-    let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
-    assert!(
-        s.wait_caught_up(1, Duration::from_secs(120)),
-        "{}",
-        s.worker_log("w1")
-    );
-    assert_eq!(terminate(&mut worker), Some(0), "{}", s.worker_log("w1"));
+    s.run_until_drained(&s.config(&[]), "w1", 1);
 
     let dead = s.dead_letters();
     let rejected: Vec<&Bad> = cases.iter().filter(|c| c.reason.is_some()).collect();
@@ -165,18 +157,10 @@ fn every_bad_record_is_dead_lettered_with_a_reason() {
             );
         }
     }
-    let ledger = s.ledger();
-    let ids: Vec<String> = ledger
-        .committed
-        .iter()
-        .map(|r| {
-            common::event_json(r)["header"]["correlation_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(ids, ["r-null-key", "r-after"]);
+    assert_eq!(
+        common::correlation_ids(&s.ledger()),
+        ["r-null-key", "r-after"]
+    );
 }
 
 #[test]
@@ -198,13 +182,7 @@ fn an_event_above_the_output_limit_is_dead_lettered_not_retried_forever() {
     ];
     produce(&s.legacy, &cases);
     let config = s.config(&[("limits.max_output_bytes", "4000")]);
-    let mut worker = s.spawn_worker(&config, "w1", &[]);
-    assert!(
-        s.wait_caught_up(1, Duration::from_secs(120)),
-        "{}",
-        s.worker_log("w1")
-    );
-    assert_eq!(terminate(&mut worker), Some(0), "{}", s.worker_log("w1"));
+    s.run_until_drained(&config, "w1", 1);
 
     let dead = s.dead_letters();
     assert_eq!(dead.committed.len(), 1);
@@ -218,16 +196,5 @@ fn an_event_above_the_output_limit_is_dead_lettered_not_retried_forever() {
     // The dead letter itself would exceed the limit with its value.
     assert!(record.value.is_none());
     assert!(record.header("recast.value.omitted").is_some());
-    let ids: Vec<String> = s
-        .ledger()
-        .committed
-        .iter()
-        .map(|r| {
-            common::event_json(r)["header"]["correlation_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(ids, ["r-small"]);
+    assert_eq!(common::correlation_ids(&s.ledger()), ["r-small"]);
 }

@@ -30,9 +30,7 @@ fn retries_across_batch_boundaries_land_once() {
         .count();
     assert!(retries > 1_500, "the stream has {retries} retries");
     s.produce(&lines(&records));
-    let mut worker = s.spawn_worker(&s.config(&[("batch.max_records", "100")]), "w1", &[]);
-    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("w1"));
-    assert_eq!(terminate(&mut worker), Some(0));
+    s.run_until_drained(&s.config(&[("batch.max_records", "100")]), "w1", 4);
     assert_exactly_once(&s, &expects(&records));
 }
 
@@ -54,9 +52,7 @@ fn retries_after_a_kill_9_and_restart_land_once() {
         kill_hard(&mut worker);
     }
     s.produce(&lines(rest));
-    let mut worker = s.spawn_worker(&config, "crashy", &[]);
-    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("crashy"));
-    assert_eq!(terminate(&mut worker), Some(0));
+    s.run_until_drained(&config, "crashy", 4);
     let log = s.worker_log("crashy");
     assert!(log.contains("dedupe window restored"), "{log}");
     assert_exactly_once(&s, &expects(&records));
@@ -134,15 +130,9 @@ fn retries_just_inside_and_just_outside_the_window() {
     lines.push(command("outside-ttl", t0 + 60_001));
     s.produce(&lines);
     let config = s.config(&[("dedupe.capacity", "20"), ("dedupe.ttl", "\"60s\"")]);
-    let mut worker = s.spawn_worker(&config, "w1", &[]);
-    assert!(s.wait_caught_up(1, CATCH_UP), "{}", s.worker_log("w1"));
-    assert_eq!(terminate(&mut worker), Some(0));
+    s.run_until_drained(&config, "w1", 1);
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for record in &s.ledger().committed {
-        let id = common::event_json(record)["header"]["correlation_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    for id in common::correlation_ids(&s.ledger()) {
         *counts.entry(id).or_default() += 1;
     }
     assert_eq!(counts["inside-count"], 1);

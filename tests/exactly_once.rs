@@ -28,9 +28,7 @@ fn the_sample_lands_as_its_expectations_say() {
     let sample = common::sample();
     let input: Vec<_> = sample.iter().map(|(l, _)| l.clone()).collect();
     s.produce(&input);
-    let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
-    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("w1"));
-    assert_eq!(terminate(&mut worker), Some(0), "{}", s.worker_log("w1"));
+    s.run_until_drained(&s.config(&[]), "w1", 4);
 
     // Every request exactly once: its retries (new technical context,
     // same requestId) are dropped by the dedupe window.
@@ -104,9 +102,7 @@ fn twenty_thousand_records_over_four_partitions() {
     let s = Scenario::new("bulk", 4);
     let records = generate(20_000, "bulk");
     s.produce(&lines(&records));
-    let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
-    assert!(s.wait_caught_up(4, CATCH_UP), "{}", s.worker_log("w1"));
-    assert_eq!(terminate(&mut worker), Some(0), "{}", s.worker_log("w1"));
+    s.run_until_drained(&s.config(&[]), "w1", 4);
     assert_exactly_once(&s, &expects(&records));
     assert_eq!(s.committed_offsets(4), s.legacy_end_offsets());
 }
@@ -232,9 +228,7 @@ fn an_aborted_transaction_is_invisible_and_its_records_land_once() {
         ("batch.max_records", "300"),
         ("chaos.abort_transactions", "[2, 3, 7]"),
     ]);
-    let mut worker = s.spawn_worker(&config, "w1", &[]);
-    assert!(s.wait_caught_up(2, CATCH_UP), "{}", s.worker_log("w1"));
-    assert_eq!(terminate(&mut worker), Some(0));
+    s.run_until_drained(&config, "w1", 2);
     let log = s.worker_log("w1");
     assert_eq!(log.matches("aborting transaction").count(), 3, "{log}");
     assert!(

@@ -4,7 +4,7 @@
 mod common;
 
 use recast::config::Config;
-use recast::legacy::{LegacyRecord, Position};
+use recast::legacy::Position;
 use recast::pipeline::{Outcome, Pipeline};
 use serde_json::Value;
 
@@ -22,16 +22,11 @@ fn every_sample_record_gets_its_expected_outcome() {
         }
     }
     for (offset, (line, expect)) in sample.iter().enumerate() {
-        let record = LegacyRecord {
-            position: Position {
-                topic: "legacy-cart",
-                partition: 0,
-                offset: offset as i64,
-            },
-            timestamp_ms: Some(1_764_000_000_000),
-            key: line.key.as_deref().map(str::as_bytes),
-            value: line.value.as_deref().map(str::as_bytes),
-        };
+        let record = line.record(Position {
+            topic: "legacy-cart",
+            partition: 0,
+            offset: offset as i64,
+        });
         let outcome = pipeline.process(&record, 1_764_000_100_000);
         let context = format!("line {}: {:?} → {outcome:?}", offset + 1, line.value);
         match (expect["kind"].as_str().unwrap(), &outcome) {

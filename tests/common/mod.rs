@@ -178,6 +178,25 @@ impl Scenario {
             .expect("start recast")
     }
 
+    /// Runs one worker until the group has committed every legacy record,
+    /// then stops it with SIGTERM, which must end it with exit code 0.
+    /// Returns its log.
+    pub fn run_until_drained(&self, config: &Path, instance: &str, partitions: i32) -> String {
+        let mut worker = self.spawn_worker(config, instance, &[]);
+        assert!(
+            self.wait_caught_up(partitions, Duration::from_secs(240)),
+            "{}",
+            self.worker_log(instance)
+        );
+        assert_eq!(
+            terminate(&mut worker),
+            Some(0),
+            "{}",
+            self.worker_log(instance)
+        );
+        self.worker_log(instance)
+    }
+
     /// The worker log of `instance`, for assertion messages.
     pub fn worker_log(&self, instance: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("worker-{instance}.log"))).unwrap_or_default()
@@ -277,6 +296,20 @@ pub fn sample() -> Vec<(LegacyLine, Value)> {
                 serde_json::from_value(v.clone()).unwrap(),
                 v["expect"].clone(),
             )
+        })
+        .collect()
+}
+
+/// The `header.correlation_id` of every event, in log order.
+pub fn correlation_ids(ledger: &TopicLog) -> Vec<String> {
+    ledger
+        .committed
+        .iter()
+        .map(|r| {
+            event_json(r)["header"]["correlation_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
         })
         .collect()
 }
