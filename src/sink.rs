@@ -30,7 +30,8 @@ pub enum TxnError {
 /// A produce that failed before reaching the broker.
 #[derive(Debug)]
 pub enum SendError {
-    /// The record is larger than the producer may send.
+    /// The record exceeds `limits.max_output_bytes` (or the producer's own
+    /// `message.max.bytes`).
     TooLarge,
     Txn(TxnError),
 }
