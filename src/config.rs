@@ -99,6 +99,9 @@ pub struct RawConfig {
     pub source: SourceConfig,
     /// How a legacy record becomes an event.
     pub mapping: MappingConfig,
+    /// The operations listener: `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Dropping the retries of a request. Absent: no dedupe.
     #[serde(default)]
     pub dedupe: Option<DedupeConfig>,
@@ -241,6 +244,26 @@ pub struct MappingConfig {
     pub correlation_field: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve the operations endpoints at all.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Address to listen on (`host:port`; port 0 picks a free one and logs it).
+    #[serde(default = "defaults::http_listen")]
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: defaults::http_listen(),
+        }
+    }
+}
+
 /// What identifies a request for the dedupe window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -336,6 +359,12 @@ mod defaults {
     }
     pub fn dedupe_capacity() -> NonZeroU64 {
         NonZeroU64::new(100_000).expect("non-zero")
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn http_listen() -> String {
+        "0.0.0.0:9464".into()
     }
     pub fn max_output_bytes() -> NonZeroUsize {
         // Kafka's default max.message.bytes (1048588) less headroom for
@@ -509,6 +538,12 @@ impl RawConfig {
                     "is set by recast itself (exactly-once depends on it); remove it".into(),
                 ));
             }
+        }
+        if self.http.enabled && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                format!("`{}` is not an ip:port address", self.http.listen),
+            ));
         }
         if let Some(dedupe) = &self.dedupe {
             dedupe

@@ -298,6 +298,11 @@ impl DedupeWindow {
         self.partitions.remove(&partition);
     }
 
+    /// The partitions with a window.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
+    }
+
     /// Committed entries held for `partition` (moka's estimate).
     pub fn len(&self, partition: i32) -> u64 {
         self.partitions.get(&partition).map_or(0, |w| {

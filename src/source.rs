@@ -196,9 +196,9 @@ impl Source {
         }
     }
 
-    /// Whether this instance holds any partition of the legacy topic.
-    pub fn has_assignment(&self) -> bool {
-        self.consumer.assignment().is_ok_and(|tpl| tpl.count() > 0)
+    /// How many partitions of the legacy topic this instance holds.
+    pub fn assignment_count(&self) -> usize {
+        self.consumer.assignment().map_or(0, |tpl| tpl.count())
     }
 
     /// The assignment changes since the last call, in order.

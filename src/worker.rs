@@ -19,9 +19,11 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use crate::config::Config;
 use crate::dead_letter;
 use crate::dedupe::{DedupeWindow, Verdict};
+use crate::http::{self, Health};
 use crate::kafka::{StartupError, check_cluster};
 use crate::legacy::LegacyRecord;
-use crate::pipeline::{Outcome, Pipeline, Rejection, Stage};
+use crate::metrics::{BatchOutcomes, Metrics};
+use crate::pipeline::{LedgerEvent, Outcome, Pipeline, Rejection, Stage};
 use crate::restore::restore;
 use crate::sink::{SendError, Sink, TxnError, owned_headers};
 use crate::source::{Batch, Change, Source, first_offsets, legacy_record};
@@ -63,12 +65,12 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add_batch(&mut self, batch: &Totals) {
+    fn add_batch(&mut self, batch: &BatchOutcomes) {
         self.consumed += batch.consumed;
-        self.events += batch.events;
+        self.events += batch.events_by_type.iter().map(|(_, n)| n).sum::<u64>();
         self.filtered += batch.filtered;
         self.duplicates += batch.duplicates;
-        self.rejected += batch.rejected;
+        self.rejected += batch.rejected();
     }
 }
 
@@ -79,9 +81,20 @@ pub fn run(
     stop: &Arc<AtomicBool>,
     options: &RunOptions,
 ) -> Result<Totals, WorkerError> {
+    let metrics = Metrics::new(&config.raw.topics.legacy);
+    // A loop that makes no progress for a transaction timeout is stuck.
+    let health = Arc::new(Health::new(config.raw.batch.transaction_timeout));
+    if config.raw.http.enabled {
+        let address = http::serve(&config.raw.http.listen, metrics.clone(), health.clone())
+            .map_err(|e| {
+                WorkerError::Fatal(format!("http.listen {}: {e}", config.raw.http.listen))
+            })?;
+        tracing::info!(%address, "http listening");
+    }
     let partitions = check_cluster(config)?;
     let pipeline = Pipeline::new(config);
     let sink = Sink::connect(config)?;
+    health.producer_ready();
     let source = Source::connect(config)?;
     tracing::info!(
         legacy = %config.raw.topics.legacy,
@@ -97,6 +110,8 @@ pub fn run(
         pipeline,
         source,
         sink,
+        metrics,
+        health,
     };
     let totals = worker.run_loop(stop, options)?;
     tracing::info!(
@@ -117,6 +132,8 @@ struct Worker<'a> {
     pipeline: Pipeline,
     source: Source,
     sink: Sink,
+    metrics: Metrics,
+    health: Arc<Health>,
 }
 
 impl Worker<'_> {
@@ -143,18 +160,26 @@ impl Worker<'_> {
                 // An assignment restarts the idle clock: new partitions may
                 // have records the idle check has not seen yet.
                 last_record = Instant::now();
+                for change in &changes {
+                    self.metrics.rebalanced(match change {
+                        Change::Assigned(_) => "assigned",
+                        Change::Revoked(_) => "revoked",
+                    });
+                }
+                self.health.assigned(self.source.assignment_count());
             }
             if let Some(window) = window.as_mut() {
                 self.follow_assignment(window, changes)?;
             }
             if batch.is_empty() {
+                self.health.progressed();
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 if options
                     .stop_when_idle
                     .is_some_and(|idle| last_record.elapsed() >= idle)
-                    && self.source.has_assignment()
+                    && self.source.assignment_count() > 0
                 {
                     tracing::info!("no records for the idle limit; stopping");
                     break;
@@ -167,6 +192,7 @@ impl Worker<'_> {
                 Ok(batch_totals) => {
                     if let Some(window) = window.as_mut() {
                         window.commit();
+                        self.report_windows(window);
                     }
                     totals.add_batch(&batch_totals);
                     totals.committed += 1;
@@ -180,6 +206,7 @@ impl Worker<'_> {
                     }
                     consecutive_aborts += 1;
                     totals.aborted += 1;
+                    self.metrics.batch_aborted();
                     self.recover(&batch, &reason, consecutive_aborts, stop)?;
                     continue;
                 }
@@ -240,9 +267,11 @@ impl Worker<'_> {
                 Change::Revoked(partitions) => {
                     for partition in partitions {
                         window.drop_partition(partition);
+                        self.metrics.window_dropped(partition);
                     }
                 }
                 Change::Assigned(partitions) if !partitions.is_empty() => {
+                    let started = Instant::now();
                     restore(
                         self.config,
                         self.source.consumer(),
@@ -251,11 +280,19 @@ impl Worker<'_> {
                         &partitions,
                     )
                     .map_err(|e| WorkerError::Fatal(format!("dedupe window: {e}")))?;
+                    self.metrics.window_restored(started.elapsed());
+                    self.report_windows(window);
                 }
                 Change::Assigned(_) => {}
             }
         }
         Ok(())
+    }
+
+    fn report_windows(&self, window: &DedupeWindow) {
+        for partition in window.partitions() {
+            self.metrics.window_size(partition, window.len(partition));
+        }
     }
 
     /// Runs one batch as one transaction.
@@ -264,59 +301,31 @@ impl Worker<'_> {
         batch: &Batch<'_>,
         sequence: u64,
         mut window: Option<&mut DedupeWindow>,
-    ) -> Result<Totals, TxnError> {
+    ) -> Result<BatchOutcomes, TxnError> {
         let first = batch.first().map_or(0, Message::offset);
         let span = tracing::debug_span!("transaction", sequence, records = batch.len(), first);
         let _entered = span.enter();
         let started = Instant::now();
         self.sink.begin()?;
         let recorded_at_ms = now_ms();
-        let mut counts = Totals::default();
+        let mut outcomes = BatchOutcomes::default();
         for message in batch {
-            counts.consumed += 1;
+            outcomes.consumed += 1;
             let record = legacy_record(message);
             match self.pipeline.process(&record, recorded_at_ms) {
                 Outcome::Events(events) => {
-                    for event in &events {
-                        if let (Some(window), Some(key)) = (window.as_deref_mut(), event.dedupe_key)
-                            && let Verdict::Duplicate { of_offset } = window.check(
-                                record.position.partition,
-                                key,
-                                record.position.offset,
-                                record.timestamp_ms,
-                            )
-                        {
-                            tracing::debug!(position = %record.position, of_offset, "duplicate");
-                            counts.duplicates += 1;
-                            continue;
-                        }
-                        match self.sink.send(
-                            &self.config.raw.topics.ledger,
-                            Some(event.key.as_bytes()),
-                            Some(&event.value),
-                            owned_headers([]),
-                        ) {
-                            Ok(()) => counts.events += 1,
-                            Err(SendError::TooLarge) => {
-                                let rejection = Rejection {
-                                    stage: Stage::Encode,
-                                    reason: format!(
-                                        "event of {} bytes exceeds limits.max_output_bytes ({})",
-                                        event.key.len() + event.value.len(),
-                                        self.sink.max_output_bytes()
-                                    ),
-                                };
-                                self.dead_letter(message, &record, &rejection)?;
-                                counts.rejected += 1;
-                            }
-                            Err(SendError::Txn(e)) => return Err(e),
-                        }
-                    }
+                    self.write_events(
+                        message,
+                        &record,
+                        &events,
+                        window.as_deref_mut(),
+                        &mut outcomes,
+                    )?;
                 }
-                Outcome::Filtered => counts.filtered += 1,
+                Outcome::Filtered => outcomes.filtered += 1,
                 Outcome::Rejected(rejection) => {
                     self.dead_letter(message, &record, &rejection)?;
-                    counts.rejected += 1;
+                    outcomes.reject(rejection.stage.as_str());
                 }
             }
         }
@@ -333,15 +342,72 @@ impl Worker<'_> {
             )));
         }
         self.sink.commit()?;
+        self.metrics.batch_committed(&outcomes, started.elapsed());
+        self.health.progressed();
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            events = counts.events,
-            rejected = counts.rejected,
-            filtered = counts.filtered,
-            duplicates = counts.duplicates,
+            ?outcomes,
             "committed"
         );
-        Ok(counts)
+        Ok(outcomes)
+    }
+
+    /// Writes a record's events to the ledger, leaving out duplicates. The
+    /// record counts once: as an event, as a duplicate (all its events were
+    /// retries), or as rejected (an event too large to write).
+    fn write_events(
+        &self,
+        message: &BorrowedMessage<'_>,
+        record: &LegacyRecord<'_>,
+        events: &[LedgerEvent],
+        mut window: Option<&mut DedupeWindow>,
+        outcomes: &mut BatchOutcomes,
+    ) -> Result<(), TxnError> {
+        let mut written = false;
+        for event in events {
+            if let (Some(window), Some(key)) = (window.as_deref_mut(), event.dedupe_key)
+                && let Verdict::Duplicate { of_offset } = window.check(
+                    record.position.partition,
+                    key,
+                    record.position.offset,
+                    record.timestamp_ms,
+                )
+            {
+                tracing::debug!(position = %record.position, of_offset, "duplicate");
+                continue;
+            }
+            match self.sink.send(
+                &self.config.raw.topics.ledger,
+                Some(event.key.as_bytes()),
+                Some(&event.value),
+                owned_headers([]),
+            ) {
+                Ok(()) => {
+                    outcomes.event(&event.event_type);
+                    written = true;
+                }
+                Err(SendError::TooLarge) => {
+                    let rejection = Rejection {
+                        stage: Stage::Encode,
+                        reason: format!(
+                            "event of {} bytes exceeds limits.max_output_bytes ({})",
+                            event.key.len() + event.value.len(),
+                            self.sink.max_output_bytes()
+                        ),
+                    };
+                    self.dead_letter(message, record, &rejection)?;
+                    outcomes.reject(Stage::Encode.as_str());
+                    return Ok(());
+                }
+                Err(SendError::Txn(e)) => return Err(e),
+            }
+        }
+        if written {
+            outcomes.with_events += 1;
+        } else {
+            outcomes.duplicates += 1;
+        }
+        Ok(())
     }
 
     /// Writes a rejected legacy record, unchanged, to the dead-letter topic.

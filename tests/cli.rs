@@ -68,6 +68,7 @@ fn an_unreachable_broker_exits_1_within_the_connect_timeout() {
         &[
             ("RECAST_KAFKA__BROKERS", &brokers),
             ("RECAST_KAFKA__CONNECT_TIMEOUT", "3s"),
+            ("RECAST_HTTP__LISTEN", "127.0.0.1:0"),
         ],
     );
     assert_eq!(output.status.code(), Some(1));

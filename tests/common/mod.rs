@@ -152,6 +152,8 @@ impl Scenario {
         set("topics.legacy", self.legacy.clone().into());
         set("topics.ledger", self.ledger.clone().into());
         set("topics.dead_letter", self.dead_letter.clone().into());
+        // Several workers share the machine: each takes a free port.
+        set("http.listen", "127.0.0.1:0".into());
         for (path, value) in overrides {
             let parsed: toml::Table = format!("v = {value}").parse().unwrap();
             set(path, parsed["v"].clone());

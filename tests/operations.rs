@@ -1,0 +1,123 @@
+//! Operating recast: `/metrics` during an end-to-end run matches the known
+//! input and its outcomes add up, `/readyz` turns ready once partitions are
+//! assigned, and every documented metric name is exported.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{Scenario, terminate, wait_until};
+
+/// `GET path` on the worker's listener: (status, body).
+fn get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to /metrics");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text body.
+fn sample(body: &str, series: &str) -> u64 {
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{series} not in\n{body}"))
+}
+
+#[test]
+fn metrics_match_the_input_and_add_up() {
+    let s = Scenario::new("ops", 4);
+    let sample_lines: Vec<_> = common::sample().into_iter().map(|(l, _)| l).collect();
+    s.produce(&sample_lines);
+    let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
+    let mut address = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            address = s
+                .worker_log("w1")
+                .lines()
+                .find_map(|l| l.split("http listening address=").nth(1).map(str::to_owned))
+                .unwrap_or_default();
+            !address.is_empty()
+        }),
+        "{}",
+        s.worker_log("w1")
+    );
+    assert_eq!(get(&address, "/healthz").0, 200);
+    assert!(
+        wait_until(Duration::from_secs(30), || get(&address, "/readyz").0
+            == 200),
+        "never ready: {}",
+        get(&address, "/readyz").1
+    );
+    assert!(
+        s.wait_caught_up(4, Duration::from_secs(120)),
+        "{}",
+        s.worker_log("w1")
+    );
+    let (status, body) = get(&address, "/metrics");
+    assert_eq!(status, 200);
+    let t = format!("topic=\"{}\"", s.legacy);
+    let outcome = |o: &str| {
+        sample(
+            &body,
+            &format!("recast_records_total{{outcome=\"{o}\",{t}}}"),
+        )
+    };
+    let consumed = sample(&body, &format!("recast_records_consumed_total{{{t}}}"));
+    assert_eq!(consumed, 300);
+    assert_eq!(outcome("event"), 243);
+    assert_eq!(outcome("filtered"), 13);
+    assert_eq!(outcome("duplicate"), 35);
+    assert_eq!(outcome("rejected"), 9);
+    assert_eq!(
+        consumed,
+        outcome("event") + outcome("filtered") + outcome("duplicate") + outcome("rejected")
+    );
+    let stage = |st: &str| {
+        sample(
+            &body,
+            &format!("recast_records_rejected_total{{stage=\"{st}\",{t}}}"),
+        )
+    };
+    assert_eq!((stage("decode"), stage("mapping")), (8, 1));
+    let produced: u64 = [
+        "AddedToCart",
+        "CheckedOut",
+        "CouponApplied",
+        "QuantityUpdated",
+        "RemovedFromCart",
+    ]
+    .iter()
+    .map(|e| {
+        sample(
+            &body,
+            &format!("recast_events_produced_total{{event_type=\"{e}\",{t}}}"),
+        )
+    })
+    .sum();
+    assert_eq!(produced, 243);
+    assert_eq!(produced as usize, s.ledger().committed.len());
+    for name in recast::metrics::NAMES {
+        assert!(
+            body.contains(&format!("\n{name}")),
+            "{name} not exported:\n{body}"
+        );
+    }
+    assert_eq!(get(&address, "/nowhere").0, 404);
+    assert_eq!(terminate(&mut worker), Some(0));
+}
