@@ -25,6 +25,7 @@ pub struct Metrics {
     rebalances: IntCounterVec,
     window_entries: IntGaugeVec,
     restore_seconds: HistogramVec,
+    lag: IntGaugeVec,
 }
 
 /// The names `/metrics` exports (what dashboards and alerts may query).
@@ -39,6 +40,7 @@ pub const NAMES: &[&str] = &[
     "recast_rebalances_total",
     "recast_dedupe_window_entries",
     "recast_dedupe_restore_seconds",
+    "recast_consumer_lag",
 ];
 
 impl Metrics {
@@ -115,6 +117,17 @@ impl Metrics {
             "Time to rebuild dedupe windows on assignment.",
             prometheus::exponential_buckets(0.01, 2.0, 12).expect("buckets"),
         );
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "recast_consumer_lag",
+                "Legacy records not yet processed, per assigned partition.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(lag.clone()))
+            .expect("unique metric");
         Self {
             registry,
             topic: legacy_topic.to_owned(),
@@ -128,6 +141,7 @@ impl Metrics {
             rebalances,
             window_entries,
             restore_seconds,
+            lag,
         }
     }
 
@@ -188,10 +202,17 @@ impl Metrics {
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
-    pub fn window_dropped(&self, partition: i32) {
-        let _ = self
-            .window_entries
-            .remove_label_values(&[&self.topic, &partition.to_string()]);
+    pub fn lag(&self, partition: i32, records: i64) {
+        self.lag
+            .with_label_values(&[&self.topic, &partition.to_string()])
+            .set(records);
+    }
+
+    /// A partition left this instance: its per-partition series go.
+    pub fn partition_revoked(&self, partition: i32) {
+        let labels = [self.topic.as_str(), &partition.to_string()];
+        let _ = self.window_entries.remove_label_values(&labels);
+        let _ = self.lag.remove_label_values(&labels);
     }
 
     pub fn window_restored(&self, elapsed: Duration) {

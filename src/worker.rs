@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, Offset};
 
 use crate::config::Config;
 use crate::dead_letter;
@@ -31,6 +31,11 @@ use crate::source::{Batch, Change, Source, first_offsets, legacy_record};
 /// First wait after a repeated abort; doubles per consecutive abort.
 const ABORT_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_ABORT_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the consumer lag is measured (one broker round trip per
+/// assigned partition).
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest wait for one partition's end offset when measuring lag.
+const LAG_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the loop logs a one-line progress summary.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -150,7 +155,17 @@ impl Worker<'_> {
         let mut consecutive_aborts = 0u32;
         let mut last_record = Instant::now();
         let mut last_progress = (Instant::now(), totals);
+        let mut last_lag = Instant::now();
         loop {
+            // Periodic reports run idle or busy, between transactions.
+            if last_lag.elapsed() >= LAG_INTERVAL {
+                self.report_lag();
+                last_lag = Instant::now();
+            }
+            if last_progress.0.elapsed() >= PROGRESS_INTERVAL {
+                log_progress(&last_progress, &totals);
+                last_progress = (Instant::now(), totals);
+            }
             let batch = self
                 .source
                 .poll_batch(batch_config.max_records.get(), batch_config.linger, stop)
@@ -161,10 +176,15 @@ impl Worker<'_> {
                 // have records the idle check has not seen yet.
                 last_record = Instant::now();
                 for change in &changes {
-                    self.metrics.rebalanced(match change {
-                        Change::Assigned(_) => "assigned",
-                        Change::Revoked(_) => "revoked",
-                    });
+                    match change {
+                        Change::Assigned(_) => self.metrics.rebalanced("assigned"),
+                        Change::Revoked(partitions) => {
+                            self.metrics.rebalanced("revoked");
+                            for partition in partitions {
+                                self.metrics.partition_revoked(*partition);
+                            }
+                        }
+                    }
                 }
                 self.health.assigned(self.source.assignment_count());
             }
@@ -212,10 +232,6 @@ impl Worker<'_> {
                 }
             }
             consecutive_aborts = 0;
-            if last_progress.0.elapsed() >= PROGRESS_INTERVAL {
-                log_progress(&last_progress, &totals);
-                last_progress = (Instant::now(), totals);
-            }
         }
         Ok(totals)
     }
@@ -267,7 +283,6 @@ impl Worker<'_> {
                 Change::Revoked(partitions) => {
                     for partition in partitions {
                         window.drop_partition(partition);
-                        self.metrics.window_dropped(partition);
                     }
                 }
                 Change::Assigned(partitions) if !partitions.is_empty() => {
@@ -287,6 +302,26 @@ impl Worker<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Measures how far each assigned partition's position is behind its
+    /// end. Best effort: a failed measurement leaves the last value.
+    fn report_lag(&self) {
+        let consumer = self.source.consumer();
+        let Ok(positions) = consumer.position() else {
+            return;
+        };
+        for element in positions.elements() {
+            let Offset::Offset(position) = element.offset() else {
+                continue;
+            };
+            match consumer.fetch_watermarks(element.topic(), element.partition(), LAG_TIMEOUT) {
+                Ok((_, high)) => self
+                    .metrics
+                    .lag(element.partition(), (high - position).max(0)),
+                Err(e) => tracing::debug!(error = %e, partition = element.partition(), "lag"),
+            }
+        }
     }
 
     fn report_windows(&self, window: &DedupeWindow) {

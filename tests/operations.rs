@@ -112,6 +112,17 @@ fn metrics_match_the_input_and_add_up() {
     .sum();
     assert_eq!(produced, 243);
     assert_eq!(produced as usize, s.ledger().committed.len());
+    // Lag is measured every few seconds; once caught up it is 0 everywhere.
+    let lag = |p: i32| format!("recast_consumer_lag{{partition=\"{p}\",{t}}} 0");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let body = get(&address, "/metrics").1;
+            (0..4).all(|p| body.contains(&lag(p)))
+        }),
+        "{}",
+        get(&address, "/metrics").1
+    );
+    let body = get(&address, "/metrics").1;
     for name in recast::metrics::NAMES {
         assert!(
             body.contains(&format!("\n{name}")),
