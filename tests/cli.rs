@@ -160,3 +160,19 @@ fn a_fenced_instance_stops_with_a_clear_message() {
         .collect();
     common::assert_exactly_once(&s, &all);
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let output = Command::new(env!("CARGO_BIN_EXE_recast"))
+        .args(["--log-format", "json", "check"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let err = stderr(&output);
+    assert!(!err.is_empty());
+    for line in err.lines() {
+        let object: serde_json::Value = serde_json::from_str(line).expect(line);
+        assert!(object["level"].is_string(), "{line}");
+    }
+}
