@@ -1,0 +1,130 @@
+//! What can be checked of deploy/ without a cluster: the Kubernetes
+//! manifests parse and hold what a Deployment of recast needs, the config
+//! they carry is valid, and every metric the dashboard and alerts query is
+//! one `/metrics` really exports.
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn manifests() -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(&read("deploy/kubernetes/recast-cart.yaml"))
+        .map(|doc| Value::deserialize(doc).expect("valid YAML"))
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn the_deployment_has_what_recast_needs() {
+    let docs = manifests();
+    let deployment = of_kind(&docs, "Deployment");
+    let spec = &deployment["spec"];
+    assert!(
+        spec["replicas"].as_u64().unwrap() >= 2,
+        "replicas share the group"
+    );
+    assert_eq!(
+        spec["selector"]["matchLabels"],
+        spec["template"]["metadata"]["labels"]
+    );
+    let container = &spec["template"]["spec"]["containers"][0];
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["ports"][0]["containerPort"], 9464);
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    let mounts: Vec<&str> = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    for path in [
+        "/etc/recast/config",
+        "/etc/recast/transforms",
+        "/etc/recast/schemas",
+    ] {
+        assert!(mounts.contains(&path), "{path} not mounted: {mounts:?}");
+    }
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"/etc/recast/config/recast.toml"), "{args:?}");
+    let pdb = of_kind(&docs, "PodDisruptionBudget");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        spec["selector"]["matchLabels"]
+    );
+}
+
+#[test]
+fn the_configmap_carries_a_valid_configuration() {
+    let docs = manifests();
+    let text = of_kind(&docs, "ConfigMap")["data"]["recast.toml"]
+        .as_str()
+        .unwrap();
+    let env = vec![(
+        "RECAST_KAFKA__INSTANCE_ID".to_owned(),
+        "recast-cart-0".to_owned(),
+    )];
+    recast::config::Config::parse(text, recast::config::Origin::Embedded, env)
+        .expect("the ConfigMap's recast.toml is valid");
+}
+
+/// Every `recast_…` metric an expression names, without histogram suffixes.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("recast_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        names.push(base.to_owned());
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_alerts_query_exported_metrics() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/recast-dashboard.json")).unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    let alerts: Value =
+        serde_yaml::from_str(&read("deploy/prometheus/recast-alerts.yaml")).unwrap();
+    for rule in alerts["groups"][0]["rules"].as_sequence().unwrap() {
+        exprs.push(rule["expr"].as_str().unwrap().to_owned());
+    }
+    assert!(exprs.len() >= 10);
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{expr}");
+        for name in names {
+            assert!(
+                recast::metrics::NAMES.contains(&name.as_str()),
+                "{name} (in `{expr}`) is not exported"
+            );
+        }
+    }
+}
