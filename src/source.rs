@@ -22,6 +22,9 @@ use crate::legacy::{LegacyRecord, Position};
 /// idle checks stay responsive.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
+/// How often librdkafka reports statistics, consumer lag among them.
+const LAG_STATISTICS_MS: &str = "5000";
+
 /// Tracks the group's rebalances for the worker loop.
 #[derive(Debug, Default)]
 pub struct SourceContext {
@@ -30,6 +33,8 @@ pub struct SourceContext {
     /// Assignment changes since the worker last looked, in order.
     /// Set by each rebalance, cleared by the worker.
     changes: Mutex<Vec<Change>>,
+    /// Records behind, per partition, from the latest statistics.
+    lag: Mutex<BTreeMap<i32, i64>>,
 }
 
 /// A change of this instance's share of the legacy topic.
@@ -39,7 +44,24 @@ pub enum Change {
     Revoked(Vec<i32>),
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka's statistics carry each partition's last stable offset
+    /// and the application's position, from the fetches it makes anyway: no
+    /// extra requests. (Its own `consumer_lag` is measured from offsets the
+    /// consumer committed itself, which recast never does: the producer
+    /// commits them in its transactions.)
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lag = self.lag.lock().expect("lag lock");
+        lag.clear();
+        for topic in statistics.topics.values() {
+            for (partition, stats) in &topic.partitions {
+                if *partition >= 0 && stats.ls_offset >= 0 && stats.app_offset >= 0 {
+                    lag.insert(*partition, (stats.ls_offset - stats.app_offset).max(0));
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -109,7 +131,8 @@ impl Source {
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("group.protocol", "classic");
+            .set("group.protocol", "classic")
+            .set("statistics.interval.ms", LAG_STATISTICS_MS);
         if raw.kafka.static_membership {
             client.set("group.instance.id", &config.instance_id);
         }
@@ -161,7 +184,7 @@ impl Source {
                 },
             };
             let polled = self.consumer.poll(timeout);
-            self.drop_revoked(&mut batch);
+            let idle = polled.is_none() && deadline.is_none();
             match polled {
                 Some(Ok(message)) => {
                     deadline.get_or_insert_with(|| Instant::now() + linger);
@@ -174,8 +197,15 @@ impl Source {
                     // Transport errors and the like: librdkafka retries them.
                     tracing::warn!(error = %e, "consumer error");
                 }
-                None if deadline.is_none() => break,
                 None => {}
+            }
+            // After every poll, and after the push: revocations served by
+            // this poll apply to the records polled before them, the one it
+            // returned included, and never linger into a later batch (where
+            // a partition assigned again would lose records to them).
+            self.drop_revoked(&mut batch);
+            if idle {
+                break;
             }
         }
         Ok(batch)
@@ -199,6 +229,21 @@ impl Source {
     /// How many partitions of the legacy topic this instance holds.
     pub fn assignment_count(&self) -> usize {
         self.consumer.assignment().map_or(0, |tpl| tpl.count())
+    }
+
+    /// Each partition's lag behind its last stable offset, as of the latest
+    /// statistics, for the partitions this instance holds.
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
+        let assigned: Vec<i32> = self
+            .consumer
+            .assignment()
+            .map(|tpl| partitions(&tpl))
+            .unwrap_or_default();
+        let lag = self.consumer.context().lag.lock().expect("lag lock");
+        lag.iter()
+            .filter(|(p, _)| assigned.contains(p))
+            .map(|(p, l)| (*p, *l))
+            .collect()
     }
 
     /// The assignment changes since the last call, in order.

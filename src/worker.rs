@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{Message, Offset};
 
 use crate::config::Config;
 use crate::dead_letter;
@@ -31,11 +31,9 @@ use crate::source::{Batch, Change, Source, first_offsets, legacy_record};
 /// First wait after a repeated abort; doubles per consecutive abort.
 const ABORT_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_ABORT_BACKOFF: Duration = Duration::from_secs(30);
-/// How often the consumer lag is measured (one broker round trip per
-/// assigned partition).
+/// How often the consumer lag is published (librdkafka measures it every
+/// 5 s).
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
-/// Longest wait for one partition's end offset when measuring lag.
-const LAG_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the loop logs a one-line progress summary.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -156,14 +154,18 @@ impl Worker<'_> {
         let mut last_record = Instant::now();
         let mut last_progress = (Instant::now(), totals);
         let mut last_lag = Instant::now();
+        let mut lag: Option<i64> = None;
+        let mut last_commit: Option<Instant> = None;
         loop {
             // Periodic reports run idle or busy, between transactions.
             if last_lag.elapsed() >= LAG_INTERVAL {
-                self.report_lag();
+                lag = self.report_lag().or(lag);
                 last_lag = Instant::now();
             }
             if last_progress.0.elapsed() >= PROGRESS_INTERVAL {
-                log_progress(&last_progress, &totals);
+                if totals != last_progress.1 {
+                    log_progress(&last_progress, &totals, lag, last_commit);
+                }
                 last_progress = (Instant::now(), totals);
             }
             let batch = self
@@ -216,6 +218,7 @@ impl Worker<'_> {
                     }
                     totals.add_batch(&batch_totals);
                     totals.committed += 1;
+                    last_commit = Some(Instant::now());
                 }
                 Err(TxnError::Fatal(message)) => return Err(WorkerError::Fatal(message)),
                 Err(TxnError::Abortable(reason)) => {
@@ -304,24 +307,13 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Measures how far each assigned partition's position is behind its
-    /// end. Best effort: a failed measurement leaves the last value.
-    fn report_lag(&self) {
-        let consumer = self.source.consumer();
-        let Ok(positions) = consumer.position() else {
-            return;
-        };
-        for element in positions.elements() {
-            let Offset::Offset(position) = element.offset() else {
-                continue;
-            };
-            match consumer.fetch_watermarks(element.topic(), element.partition(), LAG_TIMEOUT) {
-                Ok((_, high)) => self
-                    .metrics
-                    .lag(element.partition(), (high - position).max(0)),
-                Err(e) => tracing::debug!(error = %e, partition = element.partition(), "lag"),
-            }
+    /// Publishes each assigned partition's lag; returns the total.
+    fn report_lag(&self) -> Option<i64> {
+        let lag = self.source.lag();
+        for (partition, records) in &lag {
+            self.metrics.lag(*partition, *records);
         }
+        (!lag.is_empty()).then(|| lag.values().sum())
     }
 
     fn report_windows(&self, window: &DedupeWindow) {
@@ -452,12 +444,14 @@ impl Worker<'_> {
         record: &LegacyRecord<'_>,
         rejection: &Rejection,
     ) -> Result<(), TxnError> {
-        tracing::info!(
+        let span = tracing::info_span!(
+            "rejected",
             position = %record.position,
             stage = rejection.stage.as_str(),
             reason = %rejection.reason,
-            "rejected"
         );
+        let _entered = span.enter();
+        tracing::info!("to the dead-letter topic");
         let ours = dead_letter::headers(
             record.position,
             record.timestamp_ms,
@@ -506,12 +500,20 @@ impl Worker<'_> {
     }
 }
 
-fn log_progress(since: &(Instant, Totals), now: &Totals) {
+/// The one-line summary per interval of activity, for people reading logs.
+fn log_progress(
+    since: &(Instant, Totals),
+    now: &Totals,
+    lag: Option<i64>,
+    last_commit: Option<Instant>,
+) {
     let seconds = since.0.elapsed().as_secs_f64().max(0.001);
     let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / seconds;
     tracing::info!(
         in_per_s = format!("{:.0}", rate(now.consumed, since.1.consumed)),
         out_per_s = format!("{:.0}", rate(now.events, since.1.events)),
+        lag,
+        last_commit_ms_ago = last_commit.map(|t| t.elapsed().as_millis() as u64),
         committed = now.committed,
         aborted = now.aborted,
         "progress"

@@ -46,8 +46,16 @@ fn retries_after_a_kill_9_and_restart_land_once() {
         ("kafka.static_membership", "true"),
         ("batch.max_records", "100"),
     ]);
-    for pause in [700, 1_100, 900] {
+    for pause in [50, 250, 150] {
+        let before = s.committed_offsets(4).iter().sum::<i64>();
         let mut worker = s.spawn_worker(&config, "crashy", &[]);
+        // Kill mid-run, once this run has committed something.
+        assert!(
+            common::wait_until(CATCH_UP, || s.committed_offsets(4).iter().sum::<i64>()
+                > before),
+            "no progress after a restart: {}",
+            s.worker_log("crashy")
+        );
         std::thread::sleep(Duration::from_millis(pause));
         kill_hard(&mut worker);
     }
@@ -68,7 +76,7 @@ fn retries_during_a_rebalance_land_once() {
         std::thread::spawn(move || {
             for part in lines.chunks(1_000) {
                 s.produce(part);
-                std::thread::sleep(Duration::from_millis(250));
+                std::thread::sleep(Duration::from_millis(400));
             }
         })
     };
