@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Expect, Scenario, assert_exactly_once, generate_with_retries, kill_hard, terminate};
+use common::{Expect, Scenario, assert_exactly_once, generate_with_retries, terminate};
 use recast::legacy_file::LegacyLine;
 
 const CATCH_UP: Duration = Duration::from_secs(240);
@@ -47,17 +47,7 @@ fn retries_after_a_kill_9_and_restart_land_once() {
         ("batch.max_records", "100"),
     ]);
     for pause in [50, 250, 150] {
-        let before = s.committed_offsets(4).iter().sum::<i64>();
-        let mut worker = s.spawn_worker(&config, "crashy", &[]);
-        // Kill mid-run, once this run has committed something.
-        assert!(
-            common::wait_until(CATCH_UP, || s.committed_offsets(4).iter().sum::<i64>()
-                > before),
-            "no progress after a restart: {}",
-            s.worker_log("crashy")
-        );
-        std::thread::sleep(Duration::from_millis(pause));
-        kill_hard(&mut worker);
+        s.kill_mid_run(&config, "crashy", 4, Duration::from_millis(pause));
     }
     s.produce(&lines(rest));
     s.run_until_drained(&config, "crashy", 4);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
-use common::{Expect, Scenario, assert_exactly_once, generate, kill_hard, terminate};
+use common::{Expect, Scenario, assert_exactly_once, generate, terminate};
 
 const CATCH_UP: Duration = Duration::from_secs(240);
 
@@ -119,20 +119,8 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     ]);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     for _ in 0..5 {
-        let before = s.committed_offsets(4).iter().sum::<i64>();
-        let mut worker = s.spawn_worker(&config, "crashy", &[]);
-        // Kill once this run is committing, at a random moment after: a busy
-        // worker spends most of its time inside a transaction, so most kills
-        // interrupt one (start-up, restore and group join would otherwise
-        // absorb them).
-        assert!(
-            common::wait_until(CATCH_UP, || s.committed_offsets(4).iter().sum::<i64>()
-                > before),
-            "no progress after a restart: {}",
-            s.worker_log("crashy")
-        );
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..300)));
-        kill_hard(&mut worker);
+        let pause = Duration::from_millis(rng.random_range(0..300));
+        s.kill_mid_run(&config, "crashy", 4, pause);
     }
     let end = s.legacy_end_offsets();
     assert_ne!(

@@ -199,6 +199,24 @@ impl Scenario {
         self.worker_log(instance)
     }
 
+    /// Starts a worker, waits until it has committed something, lets it run
+    /// `pause` longer and kills it with `kill -9`. A busy worker spends most
+    /// of its time inside a transaction, so the kill most likely interrupts
+    /// one (start-up, restore and group join would otherwise absorb it).
+    pub fn kill_mid_run(&self, config: &Path, instance: &str, partitions: i32, pause: Duration) {
+        let before = self.committed_offsets(partitions).iter().sum::<i64>();
+        let mut worker = self.spawn_worker(config, instance, &[]);
+        assert!(
+            wait_until(Duration::from_secs(240), || {
+                self.committed_offsets(partitions).iter().sum::<i64>() > before
+            }),
+            "no progress after a restart: {}",
+            self.worker_log(instance)
+        );
+        std::thread::sleep(pause);
+        kill_hard(&mut worker);
+    }
+
     /// The worker log of `instance`, for assertion messages.
     pub fn worker_log(&self, instance: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("worker-{instance}.log"))).unwrap_or_default()
