@@ -1,5 +1,8 @@
 //! Throughput of the pure per-record core (decode → mapping → envelope →
-//! JSON encode) on the sample legacy records, and of each stage alone.
+//! JSON encode) on the sample legacy records, and of each stage alone: the
+//! mapping both as shipped (`transforms/cart.toml`) and with a chain that
+//! uses most of the language (conditions with regexes, casts, renames,
+//! masks, per-type steps).
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -8,7 +11,7 @@ use recast::config::Config;
 use recast::decode::Decoder;
 use recast::legacy::{LegacyRecord, Position};
 use recast::legacy_file::{LegacyLine, parse};
-use recast::mapping::Mapping;
+use recast::mapping::{Mapping, TransformFile};
 use recast::pipeline::Pipeline;
 
 fn sample() -> Vec<LegacyLine> {
@@ -61,24 +64,57 @@ fn bench(c: &mut Criterion) {
         });
     });
 
-    let mapping = Mapping::compile(&config.raw.mapping);
     let objects: Vec<_> = records
         .iter()
-        .filter_map(|r| decoder.decode(r.value).ok())
+        .filter_map(|r| decoder.decode(r.value).ok().map(|object| (r, object)))
         .collect();
     group.throughput(Throughput::Elements(objects.len() as u64));
-    group.bench_function("mapping", |b| {
-        b.iter_batched(
-            || objects.clone(),
-            |batch| {
-                for object in batch {
-                    let _ = black_box(mapping.apply(object));
-                }
-            },
-            BatchSize::SmallInput,
-        );
-    });
+    let rich = rich_mapping(&config);
+    for (name, mapping) in [("mapping", &config.mapping), ("mapping_rich", &rich)] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || objects.clone(),
+                |batch| {
+                    for (record, object) in batch {
+                        let _ = black_box(mapping.apply(object, record));
+                    }
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
     group.finish();
+}
+
+/// The shipped cart transform followed by a second file exercising the
+/// rest of the language on every record.
+fn rich_mapping(config: &Config) -> Mapping {
+    let extra = r#"
+[[filter]]
+when = { any = [{ field = "_meta.host", matches = "^health-" }, { header = "x-probe", exists = true }] }
+[[reject]]
+when = { field = "qty", matches = "^-" }
+reason = "negative quantity"
+[[steps]]
+rename = { sku = "item.sku", qty = "item.quantity" }
+[[steps]]
+cast = { "item.quantity" = "integer" }
+[[steps]]
+default = { currency = "EUR" }
+[[steps]]
+mask = { "customer.id" = 2 }
+[[steps]]
+when = { field = "coupon", exists = true }
+set = { discounted = true }
+[types.CheckedOut]
+steps = [{ cast = { total = "string" } }]
+"#;
+    let mut files = config.transforms.clone();
+    files.push(TransformFile {
+        path: "rich.toml".into(),
+        text: extra.into(),
+    });
+    Mapping::compile(&files, Some("bench-key-of-16-bytes")).expect("rich mapping compiles")
 }
 
 criterion_group!(benches, bench);

@@ -13,9 +13,25 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mapping::{FieldPath, Mapping, TransformFile, TransformFileError};
+
 /// The configuration the quickstart runs with: a local broker on port 9092
 /// and the cart sample's mapping. Also the commented reference for every key.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../deploy/local/recast.toml");
+
+/// Where the embedded default sits in the repository: its relative
+/// transform paths resolve from here, as they would from the file.
+const EMBEDDED_DIR: &str = "deploy/local";
+
+/// The transform files the embedded default may name, compiled in so the
+/// binary runs the quickstart from any directory.
+const EMBEDDED_TRANSFORMS: &[(&str, &str)] = &[(
+    "transforms/cart.toml",
+    include_str!("../transforms/cart.toml"),
+)];
+
+/// Shorter `mapping.hash_key`s are refused: a hash is only as secret as its key.
+const MIN_HASH_KEY_BYTES: usize = 16;
 
 /// Environment variables starting with this prefix and containing `__`
 /// override configuration keys: `RECAST_BATCH__MAX_RECORDS=500` sets
@@ -79,6 +95,8 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    #[error("{0}")]
+    Transform(#[from] TransformFileError),
 }
 
 /// The whole `recast.toml`.
@@ -218,30 +236,13 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingConfig {
-    /// Field (dotted path) of the legacy JSON that holds the command name.
-    pub command_field: String,
-    /// Command → past-tense event type. Command spellings are normalised
-    /// before lookup (case, `_`, `.`, `-` and spaces ignored), so one entry
-    /// `ADD_TO_CART` matches `AddToCart`, `add.to.cart` and `add-to-cart`.
-    pub events: BTreeMap<String, String>,
-    /// Commands that are noise, not facts (heartbeats): counted as filtered,
-    /// never written. Normalised like `events`.
-    #[serde(default)]
-    pub filter_commands: Vec<String>,
-    /// Fields (dotted paths) removed from the payload: technical context.
-    #[serde(default)]
-    pub drop_fields: Vec<String>,
-    /// Field (dotted path) whose value keys the ledger record, so every event
-    /// of one entity lands in one ledger partition, in order. A record
-    /// without it is rejected.
-    pub key_field: String,
-    /// Field (dotted path) with the time the fact happened: epoch seconds or
-    /// milliseconds, or an RFC 3339 string. Absent: the Kafka timestamp.
-    #[serde(default)]
-    pub occurred_at_field: Option<String>,
-    /// Field (dotted path) copied into `header.correlation_id`.
-    #[serde(default)]
-    pub correlation_field: Option<String>,
+    /// The transform files, applied in this order to every record. Relative
+    /// paths are relative to this configuration file.
+    pub transforms: Vec<String>,
+    /// The secret key of `hash` steps. Keep it out of the file: set
+    /// `RECAST_MAPPING__HASH_KEY`. Changing it changes every hash written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -399,6 +400,10 @@ pub struct Config {
     pub origin: Origin,
     /// `kafka.instance_id`, or the host name.
     pub instance_id: String,
+    /// The files of `mapping.transforms`, in order.
+    pub transforms: Vec<TransformFile>,
+    /// The compiled mapping.
+    pub mapping: Mapping,
 }
 
 impl Config {
@@ -464,10 +469,14 @@ impl Config {
                     message: "not set and the host name cannot be read; set it".into(),
                 })?,
         };
+        let transforms = read_transforms(&raw.mapping, &origin)?;
+        let mapping = Mapping::compile(&transforms, raw.mapping.hash_key.as_deref())?;
         Ok(Self {
             raw,
             origin,
             instance_id,
+            transforms,
+            mapping,
         })
     }
 
@@ -475,6 +484,63 @@ impl Config {
     pub fn transactional_id(&self) -> String {
         format!("{}-{}", self.raw.kafka.group_id, self.instance_id)
     }
+}
+
+/// Reads the transform files of the chain: from disk, relative to the
+/// configuration file, or from the binary for the embedded default.
+fn read_transforms(
+    mapping: &MappingConfig,
+    origin: &Origin,
+) -> Result<Vec<TransformFile>, ConfigError> {
+    mapping
+        .transforms
+        .iter()
+        .map(|name| match origin {
+            Origin::File(config) => {
+                let path = config.parent().unwrap_or(Path::new("")).join(name);
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    origin: Origin::File(path.clone()),
+                    source,
+                })?;
+                Ok(TransformFile {
+                    path: path.display().to_string(),
+                    text,
+                })
+            }
+            Origin::Embedded => {
+                let wanted = lexical(&Path::new(EMBEDDED_DIR).join(name));
+                EMBEDDED_TRANSFORMS
+                    .iter()
+                    .find(|(path, _)| Path::new(path) == wanted)
+                    .map(|(path, text)| TransformFile {
+                        path: format!("{path} (embedded)"),
+                        text: (*text).to_owned(),
+                    })
+                    .ok_or_else(|| ConfigError::Invalid {
+                        origin: origin.clone(),
+                        key: "mapping.transforms".into(),
+                        message: format!(
+                            "`{name}` is not a transform compiled into recast; pass --config to read files from disk"
+                        ),
+                    })
+            }
+        })
+        .collect()
+}
+
+/// `path` with `.` and `..` resolved without touching the file system.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 impl RawConfig {
@@ -492,8 +558,6 @@ impl RawConfig {
             ("topics.ledger", &self.topics.ledger),
             ("topics.dead_letter", &self.topics.dead_letter),
             ("source.system", &self.source.system),
-            ("mapping.command_field", &self.mapping.command_field),
-            ("mapping.key_field", &self.mapping.key_field),
         ];
         for (key, value) in non_empty {
             if value.trim().is_empty() {
@@ -550,9 +614,23 @@ impl RawConfig {
                 .validate()
                 .map_err(|(key, message)| invalid(&format!("dedupe.{key}"), message))?;
         }
-        self.mapping
-            .validate()
-            .map_err(|(key, message)| invalid(&format!("mapping.{key}"), message))?;
+        if self.mapping.transforms.is_empty() {
+            return Err(invalid(
+                "mapping.transforms",
+                "names no transform file; add at least one".into(),
+            ));
+        }
+        if self
+            .mapping
+            .hash_key
+            .as_ref()
+            .is_some_and(|k| k.len() < MIN_HASH_KEY_BYTES)
+        {
+            return Err(invalid(
+                "mapping.hash_key",
+                format!("too short to be secret: use at least {MIN_HASH_KEY_BYTES} bytes"),
+            ));
+        }
         Ok(())
     }
 }
@@ -565,11 +643,8 @@ impl DedupeConfig {
                 "key = \"fields\" needs at least one field path".into(),
             )),
             DedupeKeyKind::Fields => {
-                match self.fields.iter().find(|p| p.split('.').any(str::is_empty)) {
-                    Some(path) => Err((
-                        "fields".into(),
-                        format!("`{path}` is not a dotted field path"),
-                    )),
+                match self.fields.iter().find_map(|p| FieldPath::parse(p).err()) {
+                    Some(message) => Err(("fields".into(), message)),
                     None => Ok(()),
                 }
             }
@@ -578,44 +653,6 @@ impl DedupeConfig {
             }
             _ => Ok(()),
         }
-    }
-}
-
-impl MappingConfig {
-    fn validate(&self) -> Result<(), (String, String)> {
-        if self.events.is_empty() {
-            return Err(("events".into(), "maps no command; add at least one".into()));
-        }
-        for (command, event_type) in &self.events {
-            if crate::mapping::normalise_command(command).is_empty() {
-                return Err((format!("events.\"{command}\""), "empty command".into()));
-            }
-            if event_type.is_empty() || !event_type.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err((
-                    format!("events.\"{command}\""),
-                    format!("event type `{event_type}` must be a non-empty PascalCase name"),
-                ));
-            }
-        }
-        let paths = std::iter::once(("command_field", &self.command_field))
-            .chain(std::iter::once(("key_field", &self.key_field)))
-            .chain(
-                self.occurred_at_field
-                    .iter()
-                    .map(|p| ("occurred_at_field", p)),
-            )
-            .chain(
-                self.correlation_field
-                    .iter()
-                    .map(|p| ("correlation_field", p)),
-            )
-            .chain(self.drop_fields.iter().map(|p| ("drop_fields", p)));
-        for (key, path) in paths {
-            if path.split('.').any(str::is_empty) {
-                return Err((key.into(), format!("`{path}` is not a dotted field path")));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -45,9 +45,13 @@ pub enum KeySource {
 impl KeySource {
     pub fn compile(config: &DedupeConfig) -> Self {
         match config.key {
-            DedupeKeyKind::Fields => {
-                Self::Fields(config.fields.iter().map(|f| FieldPath::parse(f)).collect())
-            }
+            DedupeKeyKind::Fields => Self::Fields(
+                config
+                    .fields
+                    .iter()
+                    .map(|f| FieldPath::parse(f).expect("checked by DedupeConfig::validate"))
+                    .collect(),
+            ),
             DedupeKeyKind::RecordKey => Self::RecordKey,
             DedupeKeyKind::Payload => Self::Payload,
         }
@@ -337,7 +341,7 @@ mod tests {
     use serde_json::json;
 
     fn fields(paths: &[&str]) -> KeySource {
-        KeySource::Fields(paths.iter().map(|p| FieldPath::parse(p)).collect())
+        KeySource::Fields(paths.iter().map(|p| FieldPath::parse(p).unwrap()).collect())
     }
 
     fn key(source: &KeySource, value: &Value) -> Option<DedupeKey> {

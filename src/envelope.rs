@@ -119,6 +119,7 @@ mod tests {
     fn header_prefers_the_records_own_time() {
         let body = EventBody {
             event_type: "AddedToCart".into(),
+            derived_from: None,
             key: "cart-1".into(),
             occurred_at_ms: None,
             correlation_id: Some("r-1".into()),

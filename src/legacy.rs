@@ -15,8 +15,11 @@ impl std::fmt::Display for Position<'_> {
     }
 }
 
+/// One record header: its name and value (`None` for a null value).
+pub type Header<'a> = (&'a str, Option<&'a [u8]>);
+
 /// One record of the legacy topic.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LegacyRecord<'a> {
     pub position: Position<'a>,
     /// The Kafka timestamp, in milliseconds since the epoch, when the record
@@ -24,4 +27,16 @@ pub struct LegacyRecord<'a> {
     pub timestamp_ms: Option<i64>,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    pub headers: Vec<Header<'a>>,
+}
+
+impl<'a> LegacyRecord<'a> {
+    /// The value of the header `name`; the last one when it repeats.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| *v)
+    }
 }

@@ -33,6 +33,11 @@ impl LegacyLine {
             timestamp_ms: self.timestamp,
             key: self.key.as_deref().map(str::as_bytes),
             value: self.value.as_deref().map(str::as_bytes),
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), Some(value.as_bytes())))
+                .collect(),
         }
     }
 }
@@ -47,16 +52,31 @@ pub struct LineError {
 
 /// Parses JSON lines, skipping blank ones.
 pub fn parse(text: &str) -> Result<Vec<LegacyLine>, LineError> {
-    text.lines()
+    text.lines().enumerate().filter_map(parse_line).collect()
+}
+
+/// Reads JSON lines one at a time, skipping blank ones: for files larger
+/// than memory.
+pub fn read(reader: impl std::io::BufRead) -> impl Iterator<Item = Result<LegacyLine, LineError>> {
+    reader
+        .lines()
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| LineError {
+        .filter_map(|(i, line)| match line {
+            Ok(line) => parse_line((i, &line)),
+            Err(e) => Some(Err(LineError {
                 line: i + 1,
                 message: e.to_string(),
-            })
+            })),
         })
-        .collect()
+}
+
+fn parse_line((index, line): (usize, &str)) -> Option<Result<LegacyLine, LineError>> {
+    (!line.trim().is_empty()).then(|| {
+        serde_json::from_str(line).map_err(|e| LineError {
+            line: index + 1,
+            message: e.to_string(),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde_json::Value;
 use recast::config::{Config, ConfigError};
 use recast::log_reader::{CommittedRecord, read_committed};
 use recast::worker::{RunOptions, WorkerError};
-use recast::{admin, dead_letter, legacy_file, loader, worker};
+use recast::{admin, dead_letter, golden, legacy_file, loader, worker};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,8 +51,26 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         stop_when_idle: Option<Duration>,
     },
-    /// Validate the configuration without connecting to anything.
+    /// Validate the configuration and compile the transforms, without
+    /// connecting to anything.
     Check,
+    /// Run the golden cases of the transforms: legacy records and what
+    /// must become of them.
+    Test {
+        /// Case files, or directories of them. Default: `tests/` next to
+        /// the first transform file.
+        paths: Vec<PathBuf>,
+    },
+    /// Run the whole mapping offline over a file of legacy records (JSON
+    /// lines: key, value, headers) and sum up what it does.
+    Replay {
+        /// The legacy records; `-` for standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where the events go, as JSON lines. Default: standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Print the committed records of a topic (read at log level, applying
     /// transaction markers) and a summary.
     Inspect {
@@ -126,8 +144,14 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Run { stop_when_idle } => runtime.block_on(run_worker(config, stop_when_idle)),
         Command::Check => {
             println!("{}: configuration is valid", config.origin);
+            for file in &config.transforms {
+                println!("  transform {}", file.path);
+            }
+            println!("  mapping version {}", config.mapping.version());
             Ok(())
         }
+        Command::Test { paths } => golden_test(config, paths),
+        Command::Replay { input, output } => replay(config, &input, output.as_deref()),
         Command::Inspect { topic, limit } => inspect(config, &topic, limit),
         Command::Load { input } => load(config, &input),
         Command::CreateTopics { partitions } => {
@@ -147,6 +171,89 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn golden_test(config: &Config, mut paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    if paths.is_empty() {
+        paths.push(default_cases_dir(config));
+    }
+    let files = golden::case_files(&paths)?;
+    if files.is_empty() {
+        bail!("no case files (*.toml) in {}", display_paths(&paths));
+    }
+    let report = golden::run(config, &files)?;
+    print!("{}", report.text);
+    println!(
+        "{} cases: {} passed, {} failed",
+        report.passed + report.failed,
+        report.passed,
+        report.failed
+    );
+    if report.failed > 0 {
+        bail!("{} golden case(s) failed", report.failed);
+    }
+    Ok(())
+}
+
+/// `tests/` next to the first transform file: in the working directory's
+/// `transforms/` for the embedded default.
+fn default_cases_dir(config: &Config) -> PathBuf {
+    match (&config.origin, config.transforms.first()) {
+        (recast::config::Origin::File(_), Some(first)) => Path::new(&first.path)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("tests"),
+        _ => PathBuf::from("transforms/tests"),
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn replay(config: &Config, input: &Path, output: Option<&Path>) -> anyhow::Result<()> {
+    let reader: Box<dyn std::io::BufRead> = if input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(input)
+            .with_context(|| format!("cannot read {}", input.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut writer: Box<dyn std::io::Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let started = std::time::Instant::now();
+    let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_shown = started;
+    let progress = |records: u64| {
+        if show_progress && last_shown.elapsed() >= Duration::from_secs(1) {
+            last_shown = std::time::Instant::now();
+            let rate = records as f64 / started.elapsed().as_secs_f64();
+            eprint!("\rreplayed {records} records ({rate:.0}/s)");
+        }
+    };
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX);
+    let summary = recast::replay::replay(config, reader, &mut writer, now_ms, progress)
+        .with_context(|| format!("replaying {}", input.display()))?;
+    if show_progress {
+        eprint!("\r{:60}\r", "");
+    }
+    eprint!("{summary}");
+    Ok(())
 }
 
 async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow::Result<()> {

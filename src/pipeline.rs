@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::decode::Decoder;
-use crate::dedupe::{DedupeKey, KeySource};
+use crate::dedupe::{DedupeKey, DedupeWindow, KeySource, Verdict};
 use crate::envelope::{EnvelopeContext, encode_json, header};
 use crate::legacy::LegacyRecord;
 use crate::mapping::{EventBody, Mapped, Mapping};
@@ -46,6 +46,8 @@ pub struct LedgerEvent {
     pub key: String,
     pub value: Vec<u8>,
     pub event_type: String,
+    /// The command the event type was derived from, when no table named it.
+    pub derived_from: Option<String>,
     /// What identifies the request, when dedupe is configured.
     pub dedupe_key: Option<DedupeKey>,
 }
@@ -58,6 +60,19 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+/// What is written for a record's events once the dedupe window has seen
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// These events (the record's events that are not retries), in order.
+    Write(Vec<LedgerEvent>),
+    /// Every event is a retry of one from this earlier offset (the last seen).
+    Duplicate { of_offset: i64 },
+    /// An event is larger than recast may write: the whole record goes to
+    /// the dead-letter topic, so a record is never half-written.
+    Rejected(Rejection),
+}
+
 /// The compiled per-record core.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -65,6 +80,7 @@ pub struct Pipeline {
     mapping: Mapping,
     dedupe: Option<KeySource>,
     system: String,
+    max_output_bytes: usize,
 }
 
 impl Pipeline {
@@ -75,9 +91,10 @@ impl Pipeline {
                 raw.limits.max_value_bytes.get(),
                 raw.limits.max_json_depth.get(),
             ),
-            mapping: Mapping::compile(&raw.mapping),
+            mapping: config.mapping.clone(),
             dedupe: raw.dedupe.as_ref().map(KeySource::compile),
             system: raw.source.system.clone(),
+            max_output_bytes: raw.limits.max_output_bytes.get(),
         }
     }
 
@@ -87,8 +104,8 @@ impl Pipeline {
 
     /// Runs one legacy record through every stage.
     pub fn process(&self, record: &LegacyRecord<'_>, recorded_at_ms: i64) -> Outcome {
-        let body = match self.map(record) {
-            Ok(Some(body)) => body,
+        let bodies = match self.map(record) {
+            Ok(Some(bodies)) => bodies,
             Ok(None) => return Outcome::Filtered,
             Err(rejection) => return Outcome::Rejected(rejection),
         };
@@ -99,35 +116,93 @@ impl Pipeline {
             kafka_timestamp_ms: record.timestamp_ms,
             recorded_at_ms,
         };
-        let header = header(&body, 0, &ctx);
-        let value = encode_json(&header, &body.payload);
-        let dedupe_key = self.dedupe_key(&body, record);
-        Outcome::Events(vec![LedgerEvent {
-            key: body.key,
-            value,
-            event_type: body.event_type,
-            dedupe_key,
-        }])
+        let events = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(index, body)| {
+                let value = encode_json(&header(&body, index, &ctx), &body.payload);
+                let dedupe_key = self.dedupe_key(&body, record);
+                LedgerEvent {
+                    key: body.key,
+                    value,
+                    event_type: body.event_type,
+                    derived_from: body.derived_from,
+                    dedupe_key,
+                }
+            })
+            .collect();
+        Outcome::Events(events)
+    }
+
+    /// Passes a record's events through the dedupe window (every key is
+    /// recorded in the window's open transaction, duplicates or not, which
+    /// is what rebuilding the window from the log reproduces), then checks
+    /// the survivors against `limits.max_output_bytes`.
+    pub fn settle(
+        &self,
+        events: Vec<LedgerEvent>,
+        mut window: Option<&mut DedupeWindow>,
+        record: &LegacyRecord<'_>,
+    ) -> Settled {
+        let mut last_duplicate = None;
+        let fresh: Vec<LedgerEvent> = events
+            .into_iter()
+            .filter(|event| {
+                let verdict = match (window.as_deref_mut(), event.dedupe_key) {
+                    (Some(window), Some(key)) => window.check(
+                        record.position.partition,
+                        key,
+                        record.position.offset,
+                        record.timestamp_ms,
+                    ),
+                    _ => Verdict::New,
+                };
+                if let Verdict::Duplicate { of_offset } = verdict {
+                    last_duplicate = Some(of_offset);
+                }
+                verdict == Verdict::New
+            })
+            .collect();
+        if let (true, Some(of_offset)) = (fresh.is_empty(), last_duplicate) {
+            return Settled::Duplicate { of_offset };
+        }
+        if let Some(event) = fresh
+            .iter()
+            .find(|e| e.key.len() + e.value.len() > self.max_output_bytes)
+        {
+            return Settled::Rejected(Rejection {
+                stage: Stage::Encode,
+                reason: format!(
+                    "event of {} bytes exceeds limits.max_output_bytes ({})",
+                    event.key.len() + event.value.len(),
+                    self.max_output_bytes
+                ),
+            });
+        }
+        Settled::Write(fresh)
     }
 
     /// The dedupe keys a record's events would have, without building the
     /// events: what rebuilding a dedupe window needs.
     pub fn dedupe_keys(&self, record: &LegacyRecord<'_>) -> Vec<DedupeKey> {
         match self.map(record) {
-            Ok(Some(body)) => self.dedupe_key(&body, record).into_iter().collect(),
+            Ok(Some(bodies)) => bodies
+                .iter()
+                .filter_map(|body| self.dedupe_key(body, record))
+                .collect(),
             _ => Vec::new(),
         }
     }
 
-    /// Decode and mapping: the event body, `None` when filtered.
-    fn map(&self, record: &LegacyRecord<'_>) -> Result<Option<EventBody>, Rejection> {
+    /// Decode and mapping: the event bodies, `None` when filtered.
+    fn map(&self, record: &LegacyRecord<'_>) -> Result<Option<Vec<EventBody>>, Rejection> {
         let object = self
             .decoder
             .decode(record.value)
             .map_err(|e| rejection(Stage::Decode, &e))?;
-        match self.mapping.apply(object) {
-            Ok(Mapped::Event(body)) => Ok(Some(body)),
-            Ok(Mapped::Filtered { .. }) => Ok(None),
+        match self.mapping.apply(object, record) {
+            Ok(Mapped::Events(bodies)) => Ok(Some(bodies)),
+            Ok(Mapped::Filtered) => Ok(None),
             Err(e) => Err(rejection(Stage::Mapping, &e)),
         }
     }
@@ -166,6 +241,7 @@ mod tests {
             timestamp_ms: Some(1_700_000_000_000),
             key: Some(b"cart-1"),
             value: Some(value),
+            headers: Vec::new(),
         }
     }
 

@@ -314,6 +314,14 @@ pub fn legacy_record<'m>(message: &'m BorrowedMessage<'_>) -> LegacyRecord<'m> {
         timestamp_ms: message.timestamp().to_millis(),
         key: message.key(),
         value: message.payload(),
+        headers: message
+            .headers()
+            .map(|headers| {
+                rdkafka::message::Headers::iter(headers)
+                    .map(|h| (h.key, h.value))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -18,12 +18,12 @@ use rdkafka::message::{BorrowedMessage, Headers};
 
 use crate::config::Config;
 use crate::dead_letter;
-use crate::dedupe::{DedupeWindow, Verdict};
+use crate::dedupe::DedupeWindow;
 use crate::http::{self, Health};
 use crate::kafka::{StartupError, check_cluster};
 use crate::legacy::LegacyRecord;
 use crate::metrics::{BatchOutcomes, Metrics};
-use crate::pipeline::{LedgerEvent, Outcome, Pipeline, Rejection, Stage};
+use crate::pipeline::{LedgerEvent, Outcome, Pipeline, Rejection, Settled};
 use crate::restore::restore;
 use crate::sink::{SendError, Sink, TxnError, owned_headers};
 use crate::source::{Batch, Change, Source, first_offsets, legacy_record};
@@ -344,7 +344,7 @@ impl Worker<'_> {
                     self.write_events(
                         message,
                         &record,
-                        &events,
+                        events,
                         window.as_deref_mut(),
                         &mut outcomes,
                     )?;
@@ -386,53 +386,43 @@ impl Worker<'_> {
         &self,
         message: &BorrowedMessage<'_>,
         record: &LegacyRecord<'_>,
-        events: &[LedgerEvent],
-        mut window: Option<&mut DedupeWindow>,
+        events: Vec<LedgerEvent>,
+        window: Option<&mut DedupeWindow>,
         outcomes: &mut BatchOutcomes,
     ) -> Result<(), TxnError> {
-        let mut written = false;
-        for event in events {
-            if let (Some(window), Some(key)) = (window.as_deref_mut(), event.dedupe_key)
-                && let Verdict::Duplicate { of_offset } = window.check(
-                    record.position.partition,
-                    key,
-                    record.position.offset,
-                    record.timestamp_ms,
-                )
-            {
+        match self.pipeline.settle(events, window, record) {
+            Settled::Duplicate { of_offset } => {
                 tracing::debug!(position = %record.position, of_offset, "duplicate");
-                continue;
+                outcomes.duplicates += 1;
             }
-            match self.sink.send(
-                &self.config.raw.topics.ledger,
-                Some(event.key.as_bytes()),
-                Some(&event.value),
-                owned_headers([]),
-            ) {
-                Ok(()) => {
+            Settled::Rejected(rejection) => {
+                self.dead_letter(message, record, &rejection)?;
+                outcomes.reject(rejection.stage.as_str());
+            }
+            Settled::Write(events) => {
+                for event in &events {
+                    self.sink
+                        .send(
+                            &self.config.raw.topics.ledger,
+                            Some(event.key.as_bytes()),
+                            Some(&event.value),
+                            owned_headers([]),
+                        )
+                        .map_err(|e| match e {
+                            // Sizes were checked against limits.max_output_bytes,
+                            // and the producer is configured above it: only a
+                            // lower message.max.bytes override gets here.
+                            SendError::TooLarge => TxnError::Fatal(format!(
+                                "the producer refused an event of {} bytes, within limits.max_output_bytes; \
+                                 keep kafka.properties \"message.max.bytes\" above that limit",
+                                event.key.len() + event.value.len()
+                            )),
+                            SendError::Txn(e) => e,
+                        })?;
                     outcomes.event(&event.event_type);
-                    written = true;
                 }
-                Err(SendError::TooLarge) => {
-                    let rejection = Rejection {
-                        stage: Stage::Encode,
-                        reason: format!(
-                            "event of {} bytes exceeds limits.max_output_bytes ({})",
-                            event.key.len() + event.value.len(),
-                            self.sink.max_output_bytes()
-                        ),
-                    };
-                    self.dead_letter(message, record, &rejection)?;
-                    outcomes.reject(Stage::Encode.as_str());
-                    return Ok(());
-                }
-                Err(SendError::Txn(e)) => return Err(e),
+                outcomes.with_events += 1;
             }
-        }
-        if written {
-            outcomes.with_events += 1;
-        } else {
-            outcomes.duplicates += 1;
         }
         Ok(())
     }

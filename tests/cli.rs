@@ -46,11 +46,29 @@ fn a_bad_configuration_exits_2_naming_file_and_key() {
 
 #[test]
 fn check_accepts_the_shipped_configurations() {
-    for path in ["deploy/local/recast.toml", "deploy/recast.example.toml"] {
+    // The production example takes its hash key from the environment.
+    let secret = [("RECAST_MAPPING__HASH_KEY", "a-secret-of-at-least-16-bytes")];
+    for (path, env) in [
+        ("deploy/local/recast.toml", &[][..]),
+        ("deploy/recast.example.toml", &secret[..]),
+    ] {
         let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
-        let output = recast(&["--config", &full, "check"], &[]);
+        let output = recast(&["--config", &full, "check"], env);
         assert!(output.status.success(), "{path}: {}", stderr(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("transforms/cart.toml"),
+            "{path}"
+        );
     }
+    // Without it, `hash` steps cannot run: refused, naming the step's line.
+    let full = format!("{}/deploy/recast.example.toml", env!("CARGO_MANIFEST_DIR"));
+    let output = recast(&["--config", &full, "check"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("transforms/cart.toml:34: `hash` needs a secret key"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! they carry is valid, and every metric the dashboard and alerts query is
 //! one `/metrics` really exports.
 
+use std::path::Path;
+
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -67,17 +69,32 @@ fn the_deployment_has_what_recast_needs() {
     );
 }
 
+/// The config map's configuration, laid out as the pod mounts it next to
+/// the repository's transforms, loads: keys valid, transform paths right.
 #[test]
 fn the_configmap_carries_a_valid_configuration() {
     let docs = manifests();
     let text = of_kind(&docs, "ConfigMap")["data"]["recast.toml"]
         .as_str()
         .unwrap();
-    let env = vec![(
-        "RECAST_KAFKA__INSTANCE_ID".to_owned(),
-        "recast-cart-0".to_owned(),
-    )];
-    recast::config::Config::parse(text, recast::config::Origin::Embedded, env)
+    let etc = tempfile::tempdir().unwrap();
+    let (config_dir, transforms_dir) = (etc.path().join("config"), etc.path().join("transforms"));
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::create_dir_all(&transforms_dir).unwrap();
+    std::fs::write(config_dir.join("recast.toml"), text).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("transforms");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, transforms_dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let env = [
+        ("RECAST_KAFKA__INSTANCE_ID", "recast-cart-0"),
+        ("RECAST_MAPPING__HASH_KEY", "a-secret-of-at-least-16-bytes"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    recast::config::Config::load(Some(&config_dir.join("recast.toml")), env)
         .expect("the ConfigMap's recast.toml is valid");
 }
 

@@ -51,6 +51,12 @@ fn the_sample_lands_as_its_expectations_say() {
         assert_eq!(event["header"]["source"]["system"], "cart-service");
         assert!(event["payload"].get("_meta").is_none());
         assert!(event["payload"].get("debug_trace").is_none());
+        // The customer's e-mail is protected: a keyed hash, never the address.
+        let email = event["payload"]["customer"]["email"].as_str().unwrap();
+        assert!(
+            email.len() == 64 && email.chars().all(|c| c.is_ascii_hexdigit()),
+            "{email}"
+        );
     }
     assert_eq!(seen.len(), expected.len());
     for (id, event_type) in expected {

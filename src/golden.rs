@@ -1,0 +1,369 @@
+//! `recast test`: golden cases next to the transforms. A case file
+//! (`transforms/tests/*.toml`) lists legacy records and what must become
+//! of each; its cases run in order through one pipeline and one dedupe
+//! window, so a case can be the retry of an earlier one.
+//!
+//! `hash` steps use [`TEST_HASH_KEY`] here, not the deployment's secret,
+//! so expected hashes are the same on every machine and the secret never
+//! needs to be where the cases are.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::legacy_file::LegacyLine;
+use crate::mapping::Mapping;
+use crate::offline::{Offline, RecordOutcome};
+
+/// The key `hash` steps use under `recast test`.
+pub const TEST_HASH_KEY: &str = "recast-golden-test-key";
+
+/// `recorded_at` of every event under test: cases must not depend on it.
+const RECORDED_AT_MS: i64 = 0;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    case: Vec<Case>,
+}
+
+/// One legacy record and what must become of it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    #[serde(default)]
+    key: Option<String>,
+    /// The raw value (a string, so malformed values can be tested), or a
+    /// table written as JSON.
+    value: Option<toml::Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    expect: Expect,
+}
+
+/// Exactly one of the fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    #[serde(default)]
+    events: Option<Vec<ExpectedEvent>>,
+    #[serde(default)]
+    filtered: bool,
+    #[serde(default)]
+    duplicate: bool,
+    #[serde(default)]
+    rejected: Option<ExpectedRejection>,
+}
+
+/// The fields given are compared; `payload`, when given, whole.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedEvent {
+    event_type: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    occurred_at: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+    #[serde(default)]
+    payload: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedRejection {
+    stage: String,
+    reason: String,
+}
+
+/// A case file that cannot be read or parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct CaseFileError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// What `recast test` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub passed: usize,
+    pub failed: usize,
+    /// The readable report: a line per case, the differences of failures,
+    /// derived event types.
+    pub text: String,
+}
+
+/// The case files at `paths` (files, or directories of `*.toml`), sorted.
+pub fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaseFileError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let unreadable = |e: std::io::Error| CaseFileError {
+            file: path.display().to_string(),
+            line: None,
+            message: e.to_string(),
+        };
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).map_err(unreadable)? {
+                let entry = entry.map_err(unreadable)?.path();
+                if entry.extension().is_some_and(|e| e == "toml") {
+                    files.push(entry);
+                }
+            }
+        } else {
+            std::fs::metadata(path).map_err(unreadable)?;
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Runs every case of `files` against the configuration's mapping.
+pub fn run(config: &Config, files: &[PathBuf]) -> Result<Report, CaseFileError> {
+    let mut config = config.clone();
+    config.mapping =
+        Mapping::compile(&config.transforms, Some(TEST_HASH_KEY)).map_err(|e| CaseFileError {
+            file: e.file,
+            line: e.line,
+            message: e.message,
+        })?;
+    let mut report = Report::default();
+    for file in files {
+        run_file(&config, file, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), CaseFileError> {
+    let name = path.display().to_string();
+    let error = |line: Option<usize>, message: String| CaseFileError {
+        file: name.clone(),
+        line,
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(None, e.to_string()))?;
+    let cases: CaseFile = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+        error(line, e.message().to_owned())
+    })?;
+    let mut offline = Offline::new(config);
+    for case in &cases.case {
+        let line = LegacyLine {
+            key: case.key.clone(),
+            value: case.value.as_ref().map(|v| match v {
+                toml::Value::String(s) => s.clone(),
+                other => crate::mapping::toml_to_json(other.clone()).to_string(),
+            }),
+            headers: case.headers.clone(),
+            timestamp: case.timestamp,
+        };
+        let outcome = offline.run(&line, RECORDED_AT_MS);
+        let problems = compare(&case.expect, &outcome)
+            .map_err(|m| error(None, format!("case `{}`: {m}", case.name)))?;
+        if problems.is_empty() {
+            report.passed += 1;
+            let _ = writeln!(report.text, "ok     {name}: {}", case.name);
+        } else {
+            report.failed += 1;
+            let _ = writeln!(report.text, "FAILED {name}: {}", case.name);
+            for problem in problems {
+                let _ = writeln!(report.text, "         {problem}");
+            }
+        }
+        if let RecordOutcome::Events(events) = &outcome {
+            for event in events {
+                if let Some(command) = &event.derived_from {
+                    let _ = writeln!(
+                        report.text,
+                        "         derived: command `{command}` → event type `{}`",
+                        event.event_type
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The differences between what a case expects and what happened; an
+/// error when the expectation itself is malformed.
+fn compare(expect: &Expect, outcome: &RecordOutcome) -> Result<Vec<String>, String> {
+    let given = usize::from(expect.events.is_some())
+        + usize::from(expect.filtered)
+        + usize::from(expect.duplicate)
+        + usize::from(expect.rejected.is_some());
+    if given != 1 {
+        return Err(
+            "`expect` needs exactly one of `events`, `filtered = true`, `duplicate = true`, `rejected`"
+                .into(),
+        );
+    }
+    let mismatch = |wanted: &str| vec![format!("expected {wanted}, got {}", describe(outcome))];
+    Ok(match (expect, outcome) {
+        (Expect { filtered: true, .. }, RecordOutcome::Filtered)
+        | (
+            Expect {
+                duplicate: true, ..
+            },
+            RecordOutcome::Duplicate { .. },
+        ) => Vec::new(),
+        (Expect { filtered: true, .. }, _) => mismatch("filtered"),
+        (
+            Expect {
+                duplicate: true, ..
+            },
+            _,
+        ) => mismatch("a duplicate"),
+        (
+            Expect {
+                rejected: Some(wanted),
+                ..
+            },
+            RecordOutcome::Rejected(got),
+        ) => {
+            let mut problems = Vec::new();
+            if wanted.stage != got.stage.as_str() {
+                problems.push(format!(
+                    "rejection stage: expected `{}`, got `{}`",
+                    wanted.stage,
+                    got.stage.as_str()
+                ));
+            }
+            if wanted.reason != got.reason {
+                problems.push(format!(
+                    "rejection reason: expected {:?}, got {:?}",
+                    wanted.reason, got.reason
+                ));
+            }
+            problems
+        }
+        (
+            Expect {
+                rejected: Some(_), ..
+            },
+            _,
+        ) => mismatch("a rejection"),
+        (
+            Expect {
+                events: Some(wanted),
+                ..
+            },
+            RecordOutcome::Events(got),
+        ) => compare_events(wanted, got),
+        (
+            Expect {
+                events: Some(_), ..
+            },
+            _,
+        ) => mismatch("events"),
+        _ => unreachable!("exactly one expectation was checked above"),
+    })
+}
+
+fn compare_events(wanted: &[ExpectedEvent], got: &[crate::pipeline::LedgerEvent]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if wanted.len() != got.len() {
+        problems.push(format!(
+            "expected {} event(s), got {}: {}",
+            wanted.len(),
+            got.len(),
+            got.iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        return problems;
+    }
+    for (i, (wanted, got)) in wanted.iter().zip(got).enumerate() {
+        let event: Value = serde_json::from_slice(&got.value).expect("recast encodes JSON");
+        let header = &event["header"];
+        let mut field = |name: &str, wanted: Option<&str>, got: Option<&str>| {
+            if let Some(wanted) = wanted
+                && Some(wanted) != got
+            {
+                problems.push(format!(
+                    "events[{i}].{name}: expected {wanted:?}, got {}",
+                    got.map_or("nothing".into(), |g| format!("{g:?}"))
+                ));
+            }
+        };
+        field(
+            "event_type",
+            Some(&wanted.event_type),
+            Some(&got.event_type),
+        );
+        field("key", wanted.key.as_deref(), Some(&got.key));
+        field(
+            "occurred_at",
+            wanted.occurred_at.as_deref(),
+            header["occurred_at"].as_str(),
+        );
+        field(
+            "correlation_id",
+            wanted.correlation_id.as_deref(),
+            header["correlation_id"].as_str(),
+        );
+        if let Some(payload) = &wanted.payload {
+            let wanted = crate::mapping::toml_to_json(toml::Value::Table(payload.clone()));
+            diff(
+                &format!("events[{i}].payload"),
+                &wanted,
+                &event["payload"],
+                &mut problems,
+            );
+        }
+    }
+    problems
+}
+
+/// Field-level differences between two JSON values, one line each.
+fn diff(path: &str, wanted: &Value, got: &Value, out: &mut Vec<String>) {
+    match (wanted, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (key, w_value) in w {
+                let child = format!("{path}.{key}");
+                match g.get(key) {
+                    Some(g_value) => diff(&child, w_value, g_value, out),
+                    None => out.push(format!("{child}: expected {w_value}, missing")),
+                }
+            }
+            for (key, g_value) in g {
+                if !w.contains_key(key) {
+                    out.push(format!("{path}.{key}: not expected, got {g_value}"));
+                }
+            }
+        }
+        _ if wanted != got => out.push(format!("{path}: expected {wanted}, got {got}")),
+        _ => {}
+    }
+}
+
+fn describe(outcome: &RecordOutcome) -> String {
+    match outcome {
+        RecordOutcome::Events(events) => format!(
+            "events: {}",
+            events
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        RecordOutcome::Duplicate { of_offset } => {
+            format!("a duplicate (of the record at offset {of_offset})")
+        }
+        RecordOutcome::Filtered => "filtered".into(),
+        RecordOutcome::Rejected(r) => {
+            format!("rejected at {}: {}", r.stage.as_str(), r.reason)
+        }
+    }
+}

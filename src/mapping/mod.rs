@@ -1,0 +1,284 @@
+//! Mapping stage: the ordered chain of transform files (`transforms/*.toml`)
+//! that turns one decoded legacy record into zero, one or several event
+//! bodies, or rejects it.
+//!
+//! Compiled once at start-up (files parsed, paths split, regexes built,
+//! command tables normalised); applying it is a pure function of the
+//! record. Every transform of the chain runs on every event being built,
+//! in order; a record whose events are all filtered is filtered, and one
+//! rejection rejects the whole record, so a record is never half-written.
+
+mod command;
+mod condition;
+pub mod path;
+mod privacy;
+mod spec;
+mod step;
+mod transform;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub use condition::toml_to_json;
+pub use path::FieldPath;
+use privacy::HashKey;
+use spec::TransformSpec;
+use transform::Transform;
+
+use crate::legacy::LegacyRecord;
+
+/// An event being built as it passes through the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub event_type: Option<String>,
+    /// The command the event type was derived from, when no table named it.
+    pub derived_from: Option<String>,
+    pub key: Option<String>,
+    pub occurred_at_ms: Option<i64>,
+    pub correlation_id: Option<String>,
+    pub payload: Map<String, Value>,
+}
+
+impl Draft {
+    pub fn new(payload: Map<String, Value>) -> Self {
+        Self {
+            event_type: None,
+            derived_from: None,
+            key: None,
+            occurred_at_ms: None,
+            correlation_id: None,
+            payload,
+        }
+    }
+
+    /// The header fields alone, for the events a split makes.
+    fn without_payload(&self) -> Self {
+        Self {
+            event_type: self.event_type.clone(),
+            derived_from: self.derived_from.clone(),
+            key: self.key.clone(),
+            occurred_at_ms: self.occurred_at_ms,
+            correlation_id: self.correlation_id.clone(),
+            payload: Map::new(),
+        }
+    }
+
+    /// The finished event: it must have a type and a ledger key (the
+    /// legacy record key when no transform chose a field).
+    fn finish(self, record: &LegacyRecord<'_>) -> Result<EventBody, MappingError> {
+        let event_type = self
+            .event_type
+            .ok_or_else(|| MappingError::new("no transform named an event type"))?;
+        let key = match self.key {
+            Some(key) => key,
+            None => record
+                .key
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    MappingError::new(
+                        "no ledger key: no transform sets event.key and the record has no UTF-8 key",
+                    )
+                })?,
+        };
+        Ok(EventBody {
+            event_type,
+            derived_from: self.derived_from,
+            key,
+            occurred_at_ms: self.occurred_at_ms,
+            correlation_id: self.correlation_id,
+            payload: self.payload,
+        })
+    }
+}
+
+/// Why the mapping rejected a record: the reason written to the
+/// dead-letter record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct MappingError {
+    pub reason: String,
+}
+
+impl MappingError {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What the mapping makes of one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mapped {
+    /// The record is a fact: its events, ready for the envelope.
+    Events(Vec<EventBody>),
+    /// The record is noise (a heartbeat, a dropped command): counted, not
+    /// written.
+    Filtered,
+}
+
+/// A mapped event before its envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventBody {
+    pub event_type: String,
+    /// The command `event_type` was derived from (`unknown = "derive"`).
+    pub derived_from: Option<String>,
+    /// The ledger record key.
+    pub key: String,
+    /// When the fact happened, in epoch milliseconds, if the record says.
+    pub occurred_at_ms: Option<i64>,
+    pub correlation_id: Option<String>,
+    /// The clean payload: the legacy object without its technical context.
+    pub payload: Map<String, Value>,
+}
+
+/// A transform file's name and text.
+#[derive(Debug, Clone)]
+pub struct TransformFile {
+    /// The path as the configuration names it (shown in errors).
+    pub path: String,
+    pub text: String,
+}
+
+/// A transform file that cannot be used: the file, the line when known,
+/// and the reason.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct TransformFileError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// A compiled mapping: the chain of transforms.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    transforms: Vec<Transform>,
+    version: String,
+}
+
+impl Mapping {
+    /// Compiles the chain. `hash_key` is the deployment's secret for `hash`
+    /// steps.
+    pub fn compile(
+        files: &[TransformFile],
+        hash_key: Option<&str>,
+    ) -> Result<Self, TransformFileError> {
+        let hash_key = hash_key.map(|k| HashKey::new(k.as_bytes()));
+        let mut transforms = Vec::with_capacity(files.len());
+        for file in files {
+            let error =
+                |span: Option<std::ops::Range<usize>>, message: String| TransformFileError {
+                    file: file.path.clone(),
+                    line: span.map(|s| line_of(&file.text, s.start)),
+                    message,
+                };
+            let spec: TransformSpec =
+                toml::from_str(&file.text).map_err(|e| error(e.span(), e.message().to_owned()))?;
+            let transform = Transform::compile(&spec, hash_key.as_ref())
+                .map_err(|e| error(e.span, e.message))?;
+            transforms.push(transform);
+        }
+        check_chain(files, &transforms)?;
+        let mut digest = Sha256::new();
+        for file in files {
+            digest.update(file.path.as_bytes());
+            digest.update([0]);
+            digest.update(file.text.as_bytes());
+            digest.update([0]);
+        }
+        let version = digest.finalize()[..8]
+            .iter()
+            .fold(String::new(), |mut hex, b| {
+                use std::fmt::Write;
+                write!(hex, "{b:02x}").expect("writing to a String");
+                hex
+            });
+        Ok(Self {
+            transforms,
+            version,
+        })
+    }
+
+    /// The mapping version written to every event header: a hash of the
+    /// transform files, so a changed mapping is visible in the ledger.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Maps one decoded legacy object.
+    pub fn apply(
+        &self,
+        object: Map<String, Value>,
+        record: &LegacyRecord<'_>,
+    ) -> Result<Mapped, MappingError> {
+        let mut drafts = vec![Draft::new(object)];
+        for transform in &self.transforms {
+            let mut next = Vec::with_capacity(drafts.len());
+            for draft in drafts {
+                transform.apply(draft, record, &mut next)?;
+            }
+            if next.is_empty() {
+                return Ok(Mapped::Filtered);
+            }
+            drafts = next;
+        }
+        drafts
+            .into_iter()
+            .map(|draft| draft.finish(record))
+            .collect::<Result<_, _>>()
+            .map(Mapped::Events)
+    }
+}
+
+/// Checks that hold across files: something names the event types, and
+/// every `types.<EventType>` section names a type the chain can produce
+/// (a misspelt one would silently never run).
+fn check_chain(
+    files: &[TransformFile],
+    transforms: &[Transform],
+) -> Result<(), TransformFileError> {
+    let whole_chain = |file: &TransformFile, message: String| TransformFileError {
+        file: file.path.clone(),
+        line: None,
+        message,
+    };
+    let Some(first) = files.first() else {
+        return Err(TransformFileError {
+            file: "mapping.transforms".into(),
+            line: None,
+            message: "names no transform file".into(),
+        });
+    };
+    if !transforms.iter().any(Transform::recognises_commands) {
+        return Err(whole_chain(
+            first,
+            "no transform of the chain has a [command] section, so no event would have a type"
+                .into(),
+        ));
+    }
+    let known: Option<Vec<&str>> = transforms.iter().try_fold(Vec::new(), |mut all, t| {
+        all.extend(t.event_types()?);
+        Some(all)
+    });
+    if let Some(known) = known {
+        for (file, transform) in files.iter().zip(transforms) {
+            if let Some(unknown) = transform.typed_steps().find(|t| !known.contains(t)) {
+                return Err(whole_chain(
+                    file,
+                    format!("types.{unknown}: no command of the chain maps to `{unknown}`"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests;

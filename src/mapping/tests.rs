@@ -1,0 +1,309 @@
+//! The mapping chain: the shipped cart transform, the language's
+//! sections, and the errors of invalid files.
+
+use super::*;
+use crate::legacy::Position;
+use serde_json::json;
+
+const CART: &str = include_str!("../../transforms/cart.toml");
+
+fn file(path: &str, text: &str) -> TransformFile {
+    TransformFile {
+        path: path.into(),
+        text: text.into(),
+    }
+}
+
+fn compile(texts: &[&str]) -> Result<Mapping, TransformFileError> {
+    let files: Vec<TransformFile> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| file(&format!("t{i}.toml"), t))
+        .collect();
+    Mapping::compile(&files, Some("test-key-of-16-bytes"))
+}
+
+fn record(headers: Vec<crate::legacy::Header<'static>>) -> LegacyRecord<'static> {
+    LegacyRecord {
+        position: Position {
+            topic: "legacy-cart",
+            partition: 0,
+            offset: 7,
+        },
+        timestamp_ms: None,
+        key: Some(b"record-key"),
+        value: None,
+        headers,
+    }
+}
+
+fn apply(mapping: &Mapping, value: &Value) -> Result<Mapped, MappingError> {
+    mapping.apply(value.as_object().unwrap().clone(), &record(Vec::new()))
+}
+
+fn events(mapping: &Mapping, value: &Value) -> Vec<EventBody> {
+    match apply(mapping, value) {
+        Ok(Mapped::Events(events)) => events,
+        other => panic!("{value}: {other:?}"),
+    }
+}
+
+#[test]
+fn every_spelling_of_a_command_maps_to_one_event_type() {
+    let m = compile(&[CART]).unwrap();
+    for spelling in ["ADD_TO_CART", "AddToCart", "add.to.cart", "add-to-cart"] {
+        let body = &events(&m, &json!({"command": spelling, "cartId": "c1"}))[0];
+        assert_eq!(body.event_type, "AddedToCart", "{spelling}");
+    }
+}
+
+#[test]
+fn the_cart_transform_strips_context_and_protects_the_email() {
+    let input = json!({
+        "command": "checkout", "requestId": "r-1", "cartId": "cart-9",
+        "customer": {"id": "c-1", "email": "a@example.com"}, "ts": 1_764_000_000_548_i64,
+        "total": 438.39, "_meta": {"host": "h"}, "debug_trace": "x",
+        "lines": [{"sku": "S", "debug_sql": "select"}]
+    });
+    let body = events(&compile(&[CART]).unwrap(), &input).remove(0);
+    assert_eq!(body.event_type, "CheckedOut");
+    assert_eq!(body.key, "cart-9");
+    assert_eq!(body.occurred_at_ms, Some(1_764_000_000_548));
+    assert_eq!(body.correlation_id.as_deref(), Some("r-1"));
+    let email = HashKey::new(b"test-key-of-16-bytes").hash_hex(b"a@example.com");
+    assert_eq!(
+        Value::Object(body.payload),
+        json!({"requestId": "r-1", "cartId": "cart-9", "customer": {"id": "c-1", "email": email},
+               "ts": 1_764_000_000_548_i64, "total": 438.39, "lines": [{"sku": "S"}]})
+    );
+}
+
+#[test]
+fn heartbeats_are_filtered_and_rejections_say_why() {
+    let m = compile(&[CART]).unwrap();
+    assert_eq!(
+        apply(&m, &json!({"command": "heartbeat", "_meta": {}})),
+        Ok(Mapped::Filtered)
+    );
+    for (input, reason) in [
+        (json!({"cartId": "c"}), "no command at `command`"),
+        (
+            json!({"command": 7}),
+            "command at `command` is a number, not a string",
+        ),
+        (
+            json!({"command": "DELETE_EVERYTHING", "cartId": "c"}),
+            "unknown command `DELETE_EVERYTHING`",
+        ),
+        (json!({"command": "checkout"}), "no ledger key at `cartId`"),
+        (
+            json!({"command": "checkout", "cartId": ["a"]}),
+            "ledger key at `cartId` is an array, not a string or number",
+        ),
+        (
+            json!({"command": "checkout", "cartId": "c", "ts": "yesterday"}),
+            "event time at `ts`: `yesterday` is not an RFC 3339 time",
+        ),
+    ] {
+        assert_eq!(apply(&m, &input).unwrap_err().reason, reason, "{input}");
+    }
+}
+
+#[test]
+fn filters_rejections_and_requirements_run_before_the_command() {
+    let m = compile(&[r#"
+require = ["cartId"]
+[[filter]]
+when = { field = "type", in = ["health", "probe"] }
+[[reject]]
+when = { field = "qty", matches = "^-" }
+reason = "negative quantity"
+[command]
+field = "command"
+events = { ADD = "Added" }
+"#])
+    .unwrap();
+    assert_eq!(apply(&m, &json!({"type": "probe"})), Ok(Mapped::Filtered));
+    assert_eq!(
+        apply(&m, &json!({"command": "ADD"})).unwrap_err().reason,
+        "missing required field `cartId`"
+    );
+    assert_eq!(
+        apply(&m, &json!({"command": "ADD", "cartId": "c", "qty": -2}))
+            .unwrap_err()
+            .reason,
+        "negative quantity"
+    );
+    // No event.key anywhere: the record key keys the ledger.
+    assert_eq!(
+        events(&m, &json!({"command": "ADD", "cartId": "c"}))[0].key,
+        "record-key"
+    );
+}
+
+#[test]
+fn unknown_commands_can_be_dropped_or_named_by_derivation() {
+    let drop = compile(&["[command]\nfield = \"c\"\nevents = { A = \"Aed\" }\nunknown = \"drop\""])
+        .unwrap();
+    assert_eq!(
+        apply(&drop, &json!({"c": "SHIP_ORDER"})),
+        Ok(Mapped::Filtered)
+    );
+    let derive = compile(&["[command]\nfield = \"c\"\nunknown = \"derive\""]).unwrap();
+    let body = &events(&derive, &json!({"c": "ship.order"}))[0];
+    assert_eq!(body.event_type, "ShippedOrder");
+    assert_eq!(body.derived_from.as_deref(), Some("ship.order"));
+}
+
+#[test]
+fn the_command_can_come_from_a_header_or_the_record_key() {
+    let m =
+        compile(&["[command]\nheader = \"x-command\"\nevents = { PLACE_ORDER = \"OrderPlaced\" }"])
+            .unwrap();
+    let with_header = record(vec![("x-command", Some(&b"place-order"[..]))]);
+    let Ok(Mapped::Events(bodies)) = m.apply(Map::new(), &with_header) else {
+        panic!()
+    };
+    assert_eq!(bodies[0].event_type, "OrderPlaced");
+    assert_eq!(
+        m.apply(Map::new(), &record(Vec::new())).unwrap_err().reason,
+        "no command header `x-command`"
+    );
+    let by_key =
+        compile(&["[command]\nrecord_key = true\nevents = { RECORD_KEY = \"Keyed\" }"]).unwrap();
+    assert_eq!(events(&by_key, &json!({}))[0].event_type, "Keyed");
+}
+
+#[test]
+fn a_split_makes_one_event_per_element() {
+    let m = compile(&[r#"
+[command]
+field = "command"
+events = { ADD_ITEMS = "ItemAdded" }
+[split]
+field = "items"
+[event]
+key = "cartId"
+[[steps]]
+drop = ["command"]
+[types.ItemAdded]
+steps = [{ set = { source = "batch" } }]
+"#])
+    .unwrap();
+    let bodies = events(
+        &m,
+        &json!({"command": "ADD_ITEMS", "cartId": "c", "items": [{"sku": "A"}, {"sku": "B", "cartId": "d"}]}),
+    );
+    let payloads: Vec<Value> = bodies
+        .iter()
+        .map(|b| Value::Object(b.payload.clone()))
+        .collect();
+    assert_eq!(
+        payloads,
+        [
+            json!({"cartId": "c", "sku": "A", "source": "batch"}),
+            json!({"cartId": "d", "sku": "B", "source": "batch"})
+        ]
+    );
+    assert_eq!((bodies[0].key.as_str(), bodies[1].key.as_str()), ("c", "d"));
+    for (items, reason) in [
+        (json!([]), "nothing to split: `items` is empty"),
+        (
+            json!("x"),
+            "cannot split on `items`: it is a string, not an array",
+        ),
+        (
+            json!([1]),
+            "an element of `items` is a number, not an object; set split.into to place it",
+        ),
+    ] {
+        let input = json!({"command": "ADD_ITEMS", "cartId": "c", "items": items});
+        assert_eq!(apply(&m, &input).unwrap_err().reason, reason);
+    }
+}
+
+#[test]
+fn a_chain_runs_its_files_in_order() {
+    let strip = "[[steps]]\ndrop = [\"_meta\"]\n[[steps]]\nrename = { qty = \"quantity\" }";
+    let m = compile(&[CART, strip]).unwrap();
+    let body = &events(
+        &m,
+        &json!({"command": "ADD_TO_CART", "cartId": "c", "qty": 1}),
+    )[0];
+    assert_eq!(
+        Value::Object(body.payload.clone()),
+        json!({"cartId": "c", "quantity": 1})
+    );
+}
+
+#[test]
+fn version_is_a_hash_of_the_files() {
+    let a = compile(&[CART]).unwrap();
+    let b = compile(&[&format!("{CART}\n[[steps]]\ndrop = [\"sku\"]\n")]).unwrap();
+    assert_ne!(a.version(), b.version());
+    assert_eq!(a.version(), compile(&[CART]).unwrap().version());
+    assert_eq!(a.version().len(), 16);
+}
+
+#[test]
+fn invalid_files_are_refused_with_file_line_and_reason() {
+    let head = "[command]\nfield = \"c\"\nevents = { A = \"Aed\" }\n";
+    for (text, expected) in [
+        (
+            format!("{head}[[steps]]\nexplode = [\"x\"]\n"),
+            "t0.toml:5: unknown field `explode`",
+        ),
+        (
+            format!("{head}\n[[steps]]\ndrop = [\"a..b\"]\n"),
+            "t0.toml:5: `a..b` has an empty segment",
+        ),
+        (
+            format!("{head}[[filter]]\nwhen = {{ field = \"x\", matches = \"(\" }}\n"),
+            "t0.toml:5: `matches` is not a valid regex",
+        ),
+        (
+            format!("{head}[[filter]]\nwhen = {{ feild = \"x\", exists = true }}\n"),
+            "t0.toml:5: unknown field `feild`",
+        ),
+        (
+            format!("{head}[split]\nfield = \"a.\"\n"),
+            "t0.toml:5: split.field: `a.` is not a dotted field path",
+        ),
+        (
+            format!("{head}[event]\nkey = 3\n"),
+            "t0.toml:5: invalid type: integer `3`",
+        ),
+        (
+            format!("{head}[types.Bed]\nsteps = []\n"),
+            "t0.toml: types.Bed: no command of the chain maps to `Bed`",
+        ),
+        (
+            "[[steps]]\ndrop = [\"x\"]\n".into(),
+            "t0.toml: no transform of the chain has a [command] section",
+        ),
+        (
+            "[command]\nfield = \"c\"\nevents = { A = \"added\" }\n".into(),
+            "`added` is not an event type name",
+        ),
+        (
+            "[command]\nfield = \"c\"\nevents = { ADD_IT = \"A\", AddIt = \"B\" }\n".into(),
+            "`ADD_IT` and `AddIt` are spellings of one command",
+        ),
+        (
+            "[command]\nevents = { A = \"Aed\" }\n".into(),
+            "exactly one of `field`, `header`, `record_key = true`",
+        ),
+        (
+            format!("{head}[[steps]]\nhash = [\"email\"]\n"),
+            "`hash` needs a secret key",
+        ),
+    ] {
+        let files = [file("t0.toml", &text)];
+        let hash_key = (!expected.contains("hash")).then_some("test-key-of-16-bytes");
+        let error = Mapping::compile(&files, hash_key).unwrap_err().to_string();
+        assert!(
+            error.contains(expected),
+            "{text}\n→ {error}\nwanted: {expected}"
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! The pipeline without a broker, for `recast test` and `recast replay`:
+//! records are taken in order as one legacy partition, with the dedupe
+//! window committed after each record, exactly as the worker would settle
+//! them.
+
+use crate::config::Config;
+use crate::dedupe::DedupeWindow;
+use crate::legacy::Position;
+use crate::legacy_file::LegacyLine;
+use crate::pipeline::{LedgerEvent, Outcome, Pipeline, Rejection, Settled};
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    Events(Vec<LedgerEvent>),
+    Duplicate { of_offset: i64 },
+    Filtered,
+    Rejected(Rejection),
+}
+
+/// A pipeline and a dedupe window over one simulated partition.
+#[derive(Debug)]
+pub struct Offline {
+    pipeline: Pipeline,
+    window: Option<DedupeWindow>,
+    topic: String,
+    next_offset: i64,
+}
+
+impl Offline {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            pipeline: Pipeline::new(config),
+            window: config
+                .raw
+                .dedupe
+                .as_ref()
+                .map(|d| DedupeWindow::new(d.capacity.get(), d.ttl)),
+            topic: config.raw.topics.legacy.clone(),
+            next_offset: 0,
+        }
+    }
+
+    /// The offset the next record will have.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Runs the next record.
+    pub fn run(&mut self, line: &LegacyLine, recorded_at_ms: i64) -> RecordOutcome {
+        let position = Position {
+            topic: &self.topic,
+            partition: 0,
+            offset: self.next_offset,
+        };
+        self.next_offset += 1;
+        let record = line.record(position);
+        let outcome = match self.pipeline.process(&record, recorded_at_ms) {
+            Outcome::Filtered => RecordOutcome::Filtered,
+            Outcome::Rejected(rejection) => RecordOutcome::Rejected(rejection),
+            Outcome::Events(events) => {
+                match self.pipeline.settle(events, self.window.as_mut(), &record) {
+                    Settled::Write(events) => RecordOutcome::Events(events),
+                    Settled::Duplicate { of_offset } => RecordOutcome::Duplicate { of_offset },
+                    Settled::Rejected(rejection) => RecordOutcome::Rejected(rejection),
+                }
+            }
+        };
+        if let Some(window) = &mut self.window {
+            window.commit();
+        }
+        outcome
+    }
+}

@@ -1,0 +1,224 @@
+//! `recast replay`: the whole mapping (decode → transforms → dedupe →
+//! envelope) over a file of legacy records, offline, writing the events as
+//! JSON lines (`{"key": …, "value": {header, payload}}`) and summing up what
+//! happened: events per type, filtered, duplicates, rejections by reason,
+//! and the legacy fields that reached no event.
+//!
+//! The file is replayed as one legacy partition, in order, with offsets
+//! counted from 0, so the dedupe window sees what it would on a partition
+//! holding these records.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, Write};
+
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::legacy_file::{LineError, read};
+use crate::offline::{Offline, RecordOutcome};
+
+/// How often, in records, the progress callback is called.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// What a replay found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub records: u64,
+    /// Events written, per event type.
+    pub events: BTreeMap<String, u64>,
+    pub filtered: u64,
+    pub duplicates: u64,
+    /// Rejected records per (stage, reason).
+    pub rejected: BTreeMap<(String, String), u64>,
+    /// Legacy field paths that reached none of their record's events, with
+    /// the number of records they were stripped from.
+    pub stripped: BTreeMap<String, u64>,
+    /// Commands whose event type was derived, not named by a table.
+    pub derived: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("input {0}")]
+    Input(#[from] LineError),
+    #[error("writing events: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Replays every record of `input`, writing events to `output`;
+/// `progress` is told the number of records done now and then.
+pub fn replay(
+    config: &Config,
+    input: impl BufRead,
+    output: &mut impl Write,
+    recorded_at_ms: i64,
+    mut progress: impl FnMut(u64),
+) -> Result<Summary, ReplayError> {
+    let mut offline = Offline::new(config);
+    let mut summary = Summary::default();
+    for line in read(input) {
+        let line = line?;
+        summary.records += 1;
+        if summary.records.is_multiple_of(PROGRESS_EVERY) {
+            progress(summary.records);
+        }
+        match offline.run(&line, recorded_at_ms) {
+            RecordOutcome::Events(events) => {
+                let mut payload_paths = BTreeSet::new();
+                for event in &events {
+                    output.write_all(b"{\"key\":")?;
+                    serde_json::to_writer(&mut *output, &event.key)
+                        .map_err(std::io::Error::from)?;
+                    output.write_all(b",\"value\":")?;
+                    output.write_all(&event.value)?;
+                    output.write_all(b"}\n")?;
+                    *summary.events.entry(event.event_type.clone()).or_default() += 1;
+                    if let Some(command) = &event.derived_from {
+                        summary
+                            .derived
+                            .insert(command.clone(), event.event_type.clone());
+                    }
+                    if let Ok(Value::Object(mut value)) = serde_json::from_slice(&event.value)
+                        && let Some(Value::Object(payload)) = value.remove("payload")
+                    {
+                        leaf_paths("", &payload, &mut payload_paths);
+                    }
+                }
+                let legacy: Option<Map<String, Value>> = line
+                    .value
+                    .as_deref()
+                    .and_then(|v| serde_json::from_str(v).ok());
+                let mut legacy_paths = BTreeSet::new();
+                if let Some(legacy) = legacy {
+                    leaf_paths("", &legacy, &mut legacy_paths);
+                }
+                for path in legacy_paths.difference(&payload_paths) {
+                    *summary.stripped.entry(path.clone()).or_default() += 1;
+                }
+            }
+            RecordOutcome::Duplicate { .. } => summary.duplicates += 1,
+            RecordOutcome::Filtered => summary.filtered += 1,
+            RecordOutcome::Rejected(r) => {
+                *summary
+                    .rejected
+                    .entry((r.stage.as_str().to_owned(), r.reason))
+                    .or_default() += 1;
+            }
+        }
+    }
+    output.flush()?;
+    Ok(summary)
+}
+
+/// The dotted paths of every non-object value under `object`.
+fn leaf_paths(prefix: &str, object: &Map<String, Value>, out: &mut BTreeSet<String>) {
+    for (key, value) in object {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Object(child) if !child.is_empty() => leaf_paths(&path, child, out),
+            _ => {
+                out.insert(path);
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let written: u64 = self.events.values().sum();
+        let rejected: u64 = self.rejected.values().sum();
+        let with_events = self.records - self.filtered - self.duplicates - rejected;
+        writeln!(
+            f,
+            "{} records: {with_events} became {written} events, {} filtered, {} duplicates, {rejected} rejected",
+            self.records, self.filtered, self.duplicates
+        )?;
+        if !self.events.is_empty() {
+            writeln!(f, "events by type:")?;
+            for (event_type, count) in &self.events {
+                writeln!(f, "  {count:>8}  {event_type}")?;
+            }
+        }
+        if !self.derived.is_empty() {
+            writeln!(f, "event types derived from unmapped commands:")?;
+            for (command, event_type) in &self.derived {
+                writeln!(f, "            {command} → {event_type}")?;
+            }
+        }
+        if !self.rejected.is_empty() {
+            writeln!(f, "rejected by reason:")?;
+            for ((stage, reason), count) in &self.rejected {
+                writeln!(f, "  {count:>8}  {stage}: {reason}")?;
+            }
+        }
+        if !self.stripped.is_empty() {
+            writeln!(f, "legacy fields stripped (records):")?;
+            for (path, count) in &self.stripped {
+                writeln!(f, "  {count:>8}  {path}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_a_small_file_and_sums_it_up() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        let input = [
+            r#"{"key": "c", "value": "{\"command\": \"ADD_TO_CART\", \"requestId\": \"r1\", \"cartId\": \"c\", \"_meta\": {\"host\": \"h\"}}"}"#,
+            r#"{"key": "c", "value": "{\"command\": \"add.to.cart\", \"requestId\": \"r1\", \"cartId\": \"c\", \"_meta\": {\"host\": \"i\"}}"}"#,
+            r#"{"key": null, "value": "{\"command\": \"HEARTBEAT\"}"}"#,
+            "",
+            r#"{"key": "c", "value": "{\"command\": \"SELL_CART\", \"cartId\": \"c\"}"}"#,
+        ]
+        .join("\n");
+        let mut out = Vec::new();
+        let summary = replay(&config, input.as_bytes(), &mut out, 0, |_| {}).unwrap();
+        assert_eq!(summary.records, 4);
+        assert_eq!(summary.events, BTreeMap::from([("AddedToCart".into(), 1)]));
+        assert_eq!((summary.filtered, summary.duplicates), (1, 1));
+        assert_eq!(
+            summary.rejected,
+            BTreeMap::from([(("mapping".into(), "unknown command `SELL_CART`".into()), 1)])
+        );
+        assert_eq!(
+            summary.stripped,
+            BTreeMap::from([("_meta.host".into(), 1), ("command".into(), 1)])
+        );
+        let lines: Vec<Value> = std::str::from_utf8(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["key"], "c");
+        assert_eq!(lines[0]["value"]["header"]["event_type"], "AddedToCart");
+        assert!(
+            summary.to_string().starts_with(
+                "4 records: 1 became 1 events, 1 filtered, 1 duplicates, 1 rejected\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_record_is_an_error_naming_it() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        let err = replay(
+            &config,
+            "{}\nnot json\n".as_bytes(),
+            &mut Vec::new(),
+            0,
+            |_| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("input line 2:"), "{err}");
+    }
+}

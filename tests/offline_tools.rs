@@ -1,0 +1,198 @@
+//! The tools that try a mapping before it touches the ledger, run as the
+//! operator runs them: `recast replay` over the sample, `recast test` on the
+//! shipped golden cases and on failing ones, and `recast check` on an
+//! invalid transform file. No broker.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+fn recast(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_recast"))
+        .args(args)
+        .current_dir(MANIFEST_DIR)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A configuration (the embedded default) whose chain is `transform`,
+/// written with it into `dir`.
+fn config_with_transform(dir: &Path, transform: &str) -> PathBuf {
+    std::fs::write(dir.join("custom.toml"), transform).unwrap();
+    let config = recast::config::EMBEDDED_DEFAULT.replace(
+        "transforms = [\"../../transforms/cart.toml\"]",
+        "transforms = [\"custom.toml\"]",
+    );
+    assert_ne!(config, recast::config::EMBEDDED_DEFAULT);
+    let path = dir.join("recast.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn replay_turns_the_sample_into_what_its_expectations_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let output = recast(&[
+        "replay",
+        "--input",
+        "tests/data/legacy-cart.jsonl",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let sample = common::sample();
+    let summary = text(&output.stderr);
+    assert!(
+        summary
+            .contains("300 records: 243 became 243 events, 13 filtered, 35 duplicates, 9 rejected"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("mapping: unknown command `DELETE_EVERYTHING`"),
+        "{summary}"
+    );
+
+    // Each event comes from a sample record expected to be that event (its
+    // source offset is the record's line), and each request lands once.
+    let mut landed: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        let header = &event["value"]["header"];
+        let offset = header["source"]["offset"].as_u64().unwrap() as usize;
+        let expect = &sample[offset].1;
+        assert_eq!(expect["kind"], "event", "offset {offset}: {line}");
+        assert_eq!(
+            header["event_type"], expect["event_type"],
+            "offset {offset}"
+        );
+        assert_eq!(header["correlation_id"], expect["id"], "offset {offset}");
+        let payload = &event["value"]["payload"];
+        for stripped in ["command", "_meta", "debug_trace"] {
+            assert!(payload.get(stripped).is_none(), "{stripped} in {line}");
+        }
+        let email = payload["customer"]["email"].as_str().unwrap();
+        assert!(!email.contains('@') && email.len() == 64, "{email}");
+        *landed
+            .entry(header["correlation_id"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    let requests = sample.iter().filter(|(_, e)| e["kind"] == "event").count();
+    assert_eq!(landed.len(), requests);
+    assert!(landed.values().all(|n| *n == 1), "a request landed twice");
+}
+
+#[test]
+fn recast_test_passes_the_shipped_golden_cases() {
+    let output = recast(&["test"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let summary = stdout.lines().last().unwrap();
+    assert!(summary.ends_with("passed, 0 failed"), "{summary}");
+    let passed: usize = summary.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 40, "{summary}");
+}
+
+#[test]
+fn recast_test_shows_each_difference_of_a_failing_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("broken.toml");
+    std::fs::write(
+        &cases,
+        r#"
+[[case]]
+name = "a wrong expectation"
+key = "cart-1"
+value = { command = "ADD_TO_CART", cartId = "cart-1", requestId = "r-1", qty = 1, _meta = { host = "h" } }
+[[case.expect.events]]
+event_type = "ItemAdded"
+payload = { cartId = "cart-1", requestId = "r-1", qty = 2, sku = "S" }
+
+[[case]]
+name = "a rejection expected where an event comes"
+value = '{"command": "CHECKOUT", "cartId": "c"}'
+expect = { rejected = { stage = "mapping", reason = "no" } }
+"#,
+    )
+    .unwrap();
+    let output = recast(&["test", cases.to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    for line in [
+        "FAILED",
+        "events[0].event_type: expected \"ItemAdded\", got \"AddedToCart\"",
+        "events[0].payload.qty: expected 2, got 1",
+        "events[0].payload.sku: expected \"S\", missing",
+        "expected a rejection, got events: CheckedOut",
+        "2 cases: 0 passed, 2 failed",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
+}
+
+#[test]
+fn recast_test_shows_derived_event_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_transform(
+        dir.path(),
+        "[command]\nfield = \"command\"\nunknown = \"derive\"\n[event]\nkey = \"id\"\n",
+    );
+    let cases = dir.path().join("derive.toml");
+    std::fs::write(
+        &cases,
+        r#"[[case]]
+name = "an unmapped command is named by derivation"
+value = { command = "SHIP_ORDER", id = "o-1" }
+expect = { events = [{ event_type = "ShippedOrder", key = "o-1" }] }
+"#,
+    )
+    .unwrap();
+    let output = recast(&[
+        "--config",
+        config.to_str().unwrap(),
+        "test",
+        cases.to_str().unwrap(),
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains("derived: command `SHIP_ORDER` → event type `ShippedOrder`"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_invalid_transform_fails_check_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_transform(
+        dir.path(),
+        r#"[command]
+field = "command"
+events = { PING = "Pinged" }
+
+[[filter]]
+# a health probe
+when = { field = "host", matches = "^health-(" }
+"#,
+    );
+    let output = recast(&["--config", config.to_str().unwrap(), "check"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    let expected = format!(
+        "{}:7: `matches` is not a valid regex",
+        dir.path().join("custom.toml").display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
