@@ -17,6 +17,11 @@ deploy/local/broker.sh start "$port"
 trap 'deploy/local/broker.sh stop "$port"' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
+step "the mapping against its golden cases (recast test)"
+if ! golden=$(RUST_LOG=warn $recast test); then echo "$golden"; exit 1; fi
+echo "$golden" | tail -n 1
+step "the mapping over the sample, offline (recast replay)"
+RUST_LOG=warn $recast replay --input tests/data/legacy-cart.jsonl --output /dev/null
 step "creating topics"
 $recast create-topics --partitions 4
 step "loading the sample legacy traffic"

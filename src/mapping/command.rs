@@ -30,8 +30,14 @@ pub fn words(command: &str) -> Vec<String> {
 
 /// The lookup spelling of a command: its words run together, so every
 /// spelling of one command normalises to the same string (`addtocart`).
+/// (Splitting into words only cuts at separators and case changes, so this
+/// is the letters and digits, lower-cased, without building the words.)
 pub fn normalise(command: &str) -> String {
-    words(command).concat()
+    command
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// The event type derived from a command with no table entry: its first
@@ -166,6 +172,9 @@ mod tests {
             assert_eq!(normalise(spelling), "addtocart", "{spelling}");
         }
         assert_eq!(words("XMLImport2Db"), ["xml", "import2", "db"]);
+        for spelling in ["XMLImport2Db", "ship.ORDER-now", "ÄnderungGespeichert"] {
+            assert_eq!(normalise(spelling), words(spelling).concat(), "{spelling}");
+        }
         assert_eq!(normalise("--"), "");
     }
 

@@ -204,7 +204,6 @@ pub fn toml_to_json(value: toml::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::legacy::Position;
     use serde_json::json;
 
     fn condition(toml: &str) -> Result<Condition, String> {
@@ -217,17 +216,7 @@ mod tests {
             panic!("payloads are objects")
         };
         let draft = Draft::new(payload);
-        let record = LegacyRecord {
-            position: Position {
-                topic: "t",
-                partition: 0,
-                offset: 0,
-            },
-            timestamp_ms: None,
-            key: Some(b"cart-1"),
-            value: None,
-            headers: vec![("x-kind", Some(&b"probe"[..]))],
-        };
+        let record = crate::mapping::test_record(Some(b"cart-1"), vec![("x-kind", Some(b"probe"))]);
         condition(toml).unwrap().holds(&draft, &record)
     }
 

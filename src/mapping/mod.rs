@@ -280,5 +280,24 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
 
+/// A legacy record at offset 7 of `legacy-cart`, for the tests of the parts.
+#[cfg(test)]
+fn test_record(
+    key: Option<&'static [u8]>,
+    headers: Vec<crate::legacy::Header<'static>>,
+) -> LegacyRecord<'static> {
+    LegacyRecord {
+        position: crate::legacy::Position {
+            topic: "legacy-cart",
+            partition: 0,
+            offset: 7,
+        },
+        timestamp_ms: None,
+        key,
+        value: None,
+        headers,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,12 +5,15 @@
 use sha2::{Digest, Sha256};
 
 const BLOCK: usize = 64;
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// A secret hashing key, prepared once: the HMAC inner and outer pads.
+/// A secret hashing key, prepared once: SHA-256 states that have already
+/// absorbed the HMAC inner and outer pads, so each hash costs only the
+/// message's blocks and one more.
 #[derive(Clone)]
 pub struct HashKey {
-    inner_pad: [u8; BLOCK],
-    outer_pad: [u8; BLOCK],
+    inner: Sha256,
+    outer: Sha256,
 }
 
 impl std::fmt::Debug for HashKey {
@@ -29,26 +32,21 @@ impl HashKey {
             key[..secret.len()].copy_from_slice(secret);
         }
         Self {
-            inner_pad: key.map(|b| b ^ 0x36),
-            outer_pad: key.map(|b| b ^ 0x5c),
+            inner: Sha256::new().chain_update(key.map(|b| b ^ 0x36)),
+            outer: Sha256::new().chain_update(key.map(|b| b ^ 0x5c)),
         }
     }
 
     /// HMAC-SHA256 of `message`, as 64 lower-case hex digits.
     pub fn hash_hex(&self, message: &[u8]) -> String {
-        let inner = Sha256::new()
-            .chain_update(self.inner_pad)
-            .chain_update(message)
-            .finalize();
-        let outer = Sha256::new()
-            .chain_update(self.outer_pad)
-            .chain_update(inner)
-            .finalize();
-        outer.iter().fold(String::with_capacity(64), |mut hex, b| {
-            use std::fmt::Write;
-            write!(hex, "{b:02x}").expect("writing to a String");
-            hex
-        })
+        let inner = self.inner.clone().chain_update(message).finalize();
+        let outer = self.outer.clone().chain_update(inner).finalize();
+        let mut hex = String::with_capacity(64);
+        for byte in outer {
+            hex.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX_DIGITS[usize::from(byte & 0xf)]));
+        }
+        hex
     }
 }
 

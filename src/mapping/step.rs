@@ -316,7 +316,6 @@ fn describe(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::legacy::Position;
     use serde_json::json;
 
     fn run(step: &str, payload: Value) -> Result<Value, String> {
@@ -326,17 +325,7 @@ mod tests {
             panic!("payloads are objects")
         };
         let mut draft = Draft::new(payload);
-        let record = LegacyRecord {
-            position: Position {
-                topic: "t",
-                partition: 0,
-                offset: 0,
-            },
-            timestamp_ms: None,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-        };
+        let record = crate::mapping::test_record(None, Vec::new());
         step.apply(&mut draft, &record)?;
         Ok(Value::Object(draft.payload))
     }

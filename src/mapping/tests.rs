@@ -2,7 +2,6 @@
 //! sections, and the errors of invalid files.
 
 use super::*;
-use crate::legacy::Position;
 use serde_json::json;
 
 const CART: &str = include_str!("../../transforms/cart.toml");
@@ -24,17 +23,7 @@ fn compile(texts: &[&str]) -> Result<Mapping, TransformFileError> {
 }
 
 fn record(headers: Vec<crate::legacy::Header<'static>>) -> LegacyRecord<'static> {
-    LegacyRecord {
-        position: Position {
-            topic: "legacy-cart",
-            partition: 0,
-            offset: 7,
-        },
-        timestamp_ms: None,
-        key: Some(b"record-key"),
-        value: None,
-        headers,
-    }
+    test_record(Some(b"record-key"), headers)
 }
 
 fn apply(mapping: &Mapping, value: &Value) -> Result<Mapped, MappingError> {
