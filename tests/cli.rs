@@ -194,3 +194,33 @@ fn json_logs_are_one_object_per_line() {
         assert!(object["level"].is_string(), "{line}");
     }
 }
+
+#[test]
+fn load_reports_the_records_it_could_not_write() {
+    let s = Scenario::new("load", 1);
+    let config = s.config(&[]);
+    // The middle record is over the producer's message.max.bytes (1 MB by
+    // default): refused; the others are written.
+    let big = "x".repeat(2 * 1024 * 1024);
+    let lines = [
+        r#"{"key": "a", "value": "{\"n\": 1}"}"#.to_owned(),
+        format!(r#"{{"key": "b", "value": "{big}"}}"#),
+        r#"{"key": "c", "value": "{\"n\": 3}"}"#.to_owned(),
+    ];
+    let input = s.dir.join("load-input.jsonl");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let output = recast(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "load",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("1 of 3 records were not written"), "{err}");
+    assert_eq!(s.legacy_end_offsets().iter().sum::<i64>(), 2);
+}

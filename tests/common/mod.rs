@@ -230,11 +230,47 @@ impl Scenario {
         std::fs::read_to_string(self.dir.join(format!("worker-{instance}.log"))).unwrap_or_default()
     }
 
+    /// Writes `lines` to the legacy topic. Records the broker refused are
+    /// sent again: the test broker's idempotent-producer bookkeeping now
+    /// and then answers a loader under load with `UnknownProducerId` or
+    /// `ProducerFenced`, and the legacy traffic is the test's input, not
+    /// what it tests. A refused record was not written, so this duplicates
+    /// nothing; any other failure (a timeout, which may have written) fails
+    /// the test.
     pub fn produce(&self, lines: &[LegacyLine]) {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
         let mut client = ClientConfig::new();
         client.set("bootstrap.servers", brokers());
-        recast::loader::load(&client, &self.legacy, lines, TIMEOUT)
-            .expect("produce legacy records");
+        let mut pending = lines.to_vec();
+        for _ in 0..3 {
+            match recast::loader::load(&client, &self.legacy, &pending, TIMEOUT) {
+                Ok(()) => return,
+                Err(recast::loader::LoadError::Undelivered { failed, .. })
+                    if failed.iter().all(|(_, e)| {
+                        matches!(
+                            e,
+                            KafkaError::MessageProduction(
+                                RDKafkaErrorCode::UnknownProducerId
+                                    | RDKafkaErrorCode::ProducerFenced
+                                    | RDKafkaErrorCode::Fatal
+                            )
+                        )
+                    }) =>
+                {
+                    eprintln!(
+                        "{} legacy records refused ({}); sending them again",
+                        failed.len(),
+                        failed[0].1
+                    );
+                    pending = failed
+                        .into_iter()
+                        .map(|(i, _)| pending[i].clone())
+                        .collect();
+                }
+                Err(e) => panic!("produce legacy records: {e}"),
+            }
+        }
+        panic!("{} legacy records refused three times", pending.len());
     }
 
     pub fn ledger(&self) -> TopicLog {
@@ -531,9 +567,12 @@ fn assert_events_once(s: &Scenario, ledger: &TopicLog, expected: &[Expect]) {
     }
     assert!(
         missing.is_empty(),
-        "{} expected events missing from the ledger, e.g. {:?}",
+        "{} expected events missing from the ledger, e.g. {:?} (the ledger: {} committed, {} aborted, {} in open transactions)",
         missing.len(),
-        &missing[..missing.len().min(5)]
+        &missing[..missing.len().min(5)],
+        ledger.committed.len(),
+        ledger.aborted,
+        ledger.open
     );
     assert_eq!(
         ledger.committed.len(),
