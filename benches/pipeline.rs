@@ -1,8 +1,10 @@
 //! Throughput of the pure per-record core (decode → mapping → envelope →
 //! JSON encode) on the sample legacy records, and of each stage alone: the
-//! mapping both as shipped (`transforms/cart.toml`) and with a chain that
-//! uses most of the language (conditions with regexes, casts, renames,
-//! masks, per-type steps).
+//! mapping as shipped (`cart.toml` then `cart-amounts.rhai`), the
+//! declarative file alone, the same mapping written as a Rhai script
+//! (`benches/cart.rhai`), and a chain that uses most of the declarative
+//! language (conditions with regexes, casts, renames, masks, per-type
+//! steps).
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -70,7 +72,20 @@ fn bench(c: &mut Criterion) {
         .collect();
     group.throughput(Throughput::Elements(objects.len() as u64));
     let rich = rich_mapping(&config);
-    for (name, mapping) in [("mapping", &config.mapping), ("mapping_rich", &rich)] {
+    let declarative = only(&config, &config.transforms[..1]);
+    let script = only(
+        &config,
+        &[TransformFile {
+            path: "cart.rhai".into(),
+            text: include_str!("cart.rhai").into(),
+        }],
+    );
+    for (name, mapping) in [
+        ("mapping", &config.mapping),
+        ("mapping_declarative", &declarative),
+        ("mapping_script", &script),
+        ("mapping_rich", &rich),
+    ] {
         group.bench_function(name, |b| {
             b.iter_batched(
                 || objects.clone(),
@@ -84,6 +99,12 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// A mapping of just these files.
+fn only(config: &Config, files: &[TransformFile]) -> Mapping {
+    Mapping::compile(files, Some("bench-key-of-16-bytes"), &config.raw.scripts)
+        .expect("bench mapping compiles")
 }
 
 /// The shipped cart transform followed by a second file exercising the
@@ -114,7 +135,8 @@ steps = [{ cast = { total = "string" } }]
         path: "rich.toml".into(),
         text: extra.into(),
     });
-    Mapping::compile(&files, Some("bench-key-of-16-bytes")).expect("rich mapping compiles")
+    Mapping::compile(&files, Some("bench-key-of-16-bytes"), &config.raw.scripts)
+        .expect("rich mapping compiles")
 }
 
 criterion_group!(benches, bench);

@@ -25,10 +25,16 @@ const EMBEDDED_DIR: &str = "deploy/local";
 
 /// The transform files the embedded default may name, compiled in so the
 /// binary runs the quickstart from any directory.
-const EMBEDDED_TRANSFORMS: &[(&str, &str)] = &[(
-    "transforms/cart.toml",
-    include_str!("../transforms/cart.toml"),
-)];
+const EMBEDDED_TRANSFORMS: &[(&str, &str)] = &[
+    (
+        "transforms/cart.toml",
+        include_str!("../transforms/cart.toml"),
+    ),
+    (
+        "transforms/cart-amounts.rhai",
+        include_str!("../transforms/cart-amounts.rhai"),
+    ),
+];
 
 /// Shorter `mapping.hash_key`s are refused: a hash is only as secret as its key.
 const MIN_HASH_KEY_BYTES: usize = 16;
@@ -120,6 +126,9 @@ pub struct RawConfig {
     /// The operations listener: `/metrics`, `/healthz`, `/readyz`.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The sandbox of Rhai transforms: limits per record.
+    #[serde(default)]
+    pub scripts: ScriptsConfig,
     /// Dropping the retries of a request. Absent: no dedupe.
     #[serde(default)]
     pub dedupe: Option<DedupeConfig>,
@@ -299,6 +308,46 @@ pub struct DedupeConfig {
     pub ttl: Option<Duration>,
 }
 
+/// The limits every Rhai transform runs under, per record. A record whose
+/// script exceeds one is rejected to the dead-letter topic, naming it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptsConfig {
+    /// Operations (roughly: expressions evaluated) per call.
+    #[serde(default = "defaults::max_operations")]
+    pub max_operations: NonZeroU64,
+    /// Longest string a script may build, in bytes.
+    #[serde(default = "defaults::max_string_bytes")]
+    pub max_string_bytes: NonZeroUsize,
+    /// Most elements in an array a script may build.
+    #[serde(default = "defaults::max_collection_len")]
+    pub max_array_len: NonZeroUsize,
+    /// Most entries in a map a script may build with functions and
+    /// operators (`+=`, `mixin`, literals). Rhai does not check a map
+    /// growing one `m[key] = value` at a time; `max_operations` bounds that.
+    #[serde(default = "defaults::max_collection_len")]
+    pub max_map_len: NonZeroUsize,
+    /// Deepest chain of function calls (recursion).
+    #[serde(default = "defaults::max_call_depth")]
+    pub max_call_depth: NonZeroUsize,
+    /// Deepest nesting of expressions, checked when scripts are compiled.
+    #[serde(default = "defaults::max_expr_depth")]
+    pub max_expr_depth: NonZeroUsize,
+}
+
+impl Default for ScriptsConfig {
+    fn default() -> Self {
+        Self {
+            max_operations: defaults::max_operations(),
+            max_string_bytes: defaults::max_string_bytes(),
+            max_array_len: defaults::max_collection_len(),
+            max_map_len: defaults::max_collection_len(),
+            max_call_depth: defaults::max_call_depth(),
+            max_expr_depth: defaults::max_expr_depth(),
+        }
+    }
+}
+
 /// Failure injection for recovery drills and tests. Every field is off by
 /// default; do not set any in production.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -342,6 +391,26 @@ fn scalar_strings<'de, D: serde::Deserializer<'de>>(
 mod defaults {
     use std::num::{NonZeroU64, NonZeroUsize};
     use std::time::Duration;
+
+    pub fn max_operations() -> NonZeroU64 {
+        NonZeroU64::new(100_000).expect("non-zero")
+    }
+
+    pub fn max_string_bytes() -> NonZeroUsize {
+        NonZeroUsize::new(1024 * 1024).expect("non-zero")
+    }
+
+    pub fn max_collection_len() -> NonZeroUsize {
+        NonZeroUsize::new(10_000).expect("non-zero")
+    }
+
+    pub fn max_call_depth() -> NonZeroUsize {
+        NonZeroUsize::new(32).expect("non-zero")
+    }
+
+    pub fn max_expr_depth() -> NonZeroUsize {
+        NonZeroUsize::new(64).expect("non-zero")
+    }
 
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(10)
@@ -470,7 +539,7 @@ impl Config {
                 })?,
         };
         let transforms = read_transforms(&raw.mapping, &origin)?;
-        let mapping = Mapping::compile(&transforms, raw.mapping.hash_key.as_deref())?;
+        let mapping = Mapping::compile(&transforms, raw.mapping.hash_key.as_deref(), &raw.scripts)?;
         Ok(Self {
             raw,
             origin,

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::legacy_file::LegacyLine;
-use crate::mapping::Mapping;
+use crate::mapping::{Mapping, TransformFile};
 use crate::offline::{Offline, RecordOutcome};
 
 /// The key `hash` steps use under `recast test`.
@@ -28,6 +28,10 @@ const RECORDED_AT_MS: i64 = 0;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaseFile {
+    /// The chain these cases test, relative to the case file. Default: the
+    /// configuration's `mapping.transforms`.
+    #[serde(default)]
+    transforms: Option<Vec<String>>,
     case: Vec<Case>,
 }
 
@@ -128,20 +132,50 @@ pub fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaseFileError> {
     Ok(files)
 }
 
-/// Runs every case of `files` against the configuration's mapping.
+/// Runs every case of `files` against the mapping each names, or the
+/// configuration's.
 pub fn run(config: &Config, files: &[PathBuf]) -> Result<Report, CaseFileError> {
+    let mut report = Report::default();
+    for file in files {
+        run_file(config, file, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// `config` with the mapping of `transforms` (or its own), compiled with
+/// the test hash key.
+fn config_under_test(
+    config: &Config,
+    case_file: &Path,
+    transforms: Option<&[String]>,
+) -> Result<Config, CaseFileError> {
     let mut config = config.clone();
-    config.mapping =
-        Mapping::compile(&config.transforms, Some(TEST_HASH_KEY)).map_err(|e| CaseFileError {
+    if let Some(names) = transforms {
+        let dir = case_file.parent().unwrap_or(Path::new(""));
+        config.transforms = names
+            .iter()
+            .map(|name| {
+                let path = dir.join(name);
+                std::fs::read_to_string(&path)
+                    .map(|text| TransformFile {
+                        path: path.display().to_string(),
+                        text,
+                    })
+                    .map_err(|e| CaseFileError {
+                        file: path.display().to_string(),
+                        line: None,
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    config.mapping = Mapping::compile(&config.transforms, Some(TEST_HASH_KEY), &config.raw.scripts)
+        .map_err(|e| CaseFileError {
             file: e.file,
             line: e.line,
             message: e.message,
         })?;
-    let mut report = Report::default();
-    for file in files {
-        run_file(&config, file, &mut report)?;
-    }
-    Ok(report)
+    Ok(config)
 }
 
 fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), CaseFileError> {
@@ -156,7 +190,8 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Cas
         let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
         error(line, e.message().to_owned())
     })?;
-    let mut offline = Offline::new(config);
+    let config = config_under_test(config, path, cases.transforms.as_deref())?;
+    let mut offline = Offline::new(&config);
     for case in &cases.case {
         let line = LegacyLine {
             key: case.key.clone(),

@@ -198,3 +198,75 @@ fn an_event_above_the_output_limit_is_dead_lettered_not_retried_forever() {
     assert!(record.header("recast.value.omitted").is_some());
     assert_eq!(common::correlation_ids(&s.ledger()), ["r-small"]);
 }
+
+/// A Rhai transform that turns hostile on command: each attack must hit its
+/// sandbox limit, reject only its own record, and leave the worker running.
+const HOSTILE_SCRIPT: &str = r#"
+fn transform(record) {
+    switch record.payload.attack {
+        "loop" => { loop { } },
+        "string" => { let s = "x"; loop { s += s; } },
+        "recursion" => deeper(0),
+        "array" => { let a = []; loop { a.push(0); } },
+        "map" => { let m = #{}; let i = 0; loop { let one = #{}; one[`k${i}`] = i; m += one; i += 1; } },
+        _ => record
+    }
+}
+
+fn deeper(n) { deeper(n + 1) }
+"#;
+
+#[test]
+fn a_script_over_a_sandbox_limit_rejects_only_its_record() {
+    let s = Scenario::new("sandbox", 1);
+    let script = s.dir.join("hostile.rhai");
+    std::fs::write(&script, HOSTILE_SCRIPT).unwrap();
+    let attack = |attack: &str| {
+        format!(
+            r#"{{"command": "AddToCart", "requestId": "r-{attack}", "cartId": "c", "attack": "{attack}"}}"#
+        )
+        .into_bytes()
+    };
+    let limits = [
+        ("loop", "exceeded scripts.max_operations (100000)"),
+        ("string", "exceeded scripts.max_string_bytes (1048576)"),
+        ("recursion", "exceeded scripts.max_call_depth (32)"),
+        ("array", "exceeded scripts.max_array_len (1000)"),
+        ("map", "exceeded scripts.max_map_len (1000)"),
+    ];
+    let mut cases: Vec<Bad> = limits
+        .iter()
+        .map(|(name, _)| Bad {
+            key: Some("c"),
+            value: Some(attack(name)),
+            reason: None,
+        })
+        .collect();
+    cases.push(valid(Some("cart-after"), "cart-after", "r-after"));
+    produce(&s.legacy, &cases);
+    let chain = format!(
+        r#"["{}/transforms/cart.toml", "{}"]"#,
+        env!("CARGO_MANIFEST_DIR"),
+        script.display()
+    );
+    let config = s.config(&[
+        ("mapping.transforms", &chain),
+        // Collections hit their own limit before the operations limit.
+        ("scripts.max_array_len", "1000"),
+        ("scripts.max_map_len", "1000"),
+    ]);
+    s.run_until_drained(&config, "w1", 1);
+
+    let dead = s.dead_letters();
+    assert_eq!(dead.committed.len(), limits.len());
+    for (record, (attack, limit)) in dead.committed.iter().zip(limits) {
+        let reason = record.header("recast.reason").unwrap();
+        assert_eq!(
+            reason,
+            format!("script {}: {limit}", script.display()),
+            "{attack}"
+        );
+        assert_eq!(record.header("recast.stage").as_deref(), Some("mapping"));
+    }
+    assert_eq!(common::correlation_ids(&s.ledger()), ["r-after"]);
+}

@@ -85,7 +85,7 @@ fn the_configmap_carries_a_valid_configuration() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("transforms");
     for entry in std::fs::read_dir(&shipped).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
+        if path.extension().is_some_and(|e| e == "toml" || e == "rhai") {
             std::fs::copy(&path, transforms_dir.join(path.file_name().unwrap())).unwrap();
         }
     }

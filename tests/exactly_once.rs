@@ -51,6 +51,11 @@ fn the_sample_lands_as_its_expectations_say() {
         assert_eq!(event["header"]["source"]["system"], "cart-service");
         assert!(event["payload"].get("_meta").is_none());
         assert!(event["payload"].get("debug_trace").is_none());
+        // The chain's script turned money into integer cents.
+        if event["header"]["event_type"] == "CheckedOut" {
+            assert!(event["payload"].get("total").is_none(), "{event}");
+            assert!(event["payload"]["totalCents"].is_u64(), "{event}");
+        }
         // The customer's e-mail is protected: a keyed hash, never the address.
         let email = event["payload"]["customer"]["email"].as_str().unwrap();
         assert!(

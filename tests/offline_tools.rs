@@ -31,7 +31,7 @@ fn text(bytes: &[u8]) -> String {
 fn config_with_transform(dir: &Path, transform: &str) -> PathBuf {
     std::fs::write(dir.join("custom.toml"), transform).unwrap();
     let config = recast::config::EMBEDDED_DEFAULT.replace(
-        "transforms = [\"../../transforms/cart.toml\"]",
+        "transforms = [\"../../transforms/cart.toml\", \"../../transforms/cart-amounts.rhai\"]",
         "transforms = [\"custom.toml\"]",
     );
     assert_ne!(config, recast::config::EMBEDDED_DEFAULT);

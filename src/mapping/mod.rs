@@ -12,6 +12,7 @@ mod command;
 mod condition;
 pub mod path;
 mod privacy;
+mod script;
 mod spec;
 mod step;
 mod transform;
@@ -22,9 +23,11 @@ use sha2::{Digest, Sha256};
 pub use condition::toml_to_json;
 pub use path::FieldPath;
 use privacy::HashKey;
+use script::{Script, ScriptEngine};
 use spec::TransformSpec;
 use transform::Transform;
 
+use crate::config::ScriptsConfig;
 use crate::legacy::LegacyRecord;
 
 /// An event being built as it passes through the chain.
@@ -151,36 +154,70 @@ pub struct TransformFileError {
     pub message: String,
 }
 
+/// One transform of the chain: a declarative file or a Rhai script.
+#[derive(Debug, Clone)]
+enum Link {
+    Declarative(Box<Transform>),
+    Script(Script),
+}
+
+impl Link {
+    fn apply(
+        &self,
+        draft: Draft,
+        record: &LegacyRecord<'_>,
+        out: &mut Vec<Draft>,
+    ) -> Result<(), MappingError> {
+        match self {
+            Link::Declarative(transform) => transform.apply(draft, record, out),
+            Link::Script(script) => script.apply(&draft, record, out),
+        }
+    }
+}
+
 /// A compiled mapping: the chain of transforms.
 #[derive(Debug, Clone)]
 pub struct Mapping {
-    transforms: Vec<Transform>,
+    links: Vec<Link>,
     version: String,
 }
 
 impl Mapping {
-    /// Compiles the chain. `hash_key` is the deployment's secret for `hash`
-    /// steps.
+    /// Compiles the chain: `.rhai` files are scripts, the others
+    /// declarative. `hash_key` is the deployment's secret for `hash` steps
+    /// and the scripts' `hash()`; `limits` bound every script.
     pub fn compile(
         files: &[TransformFile],
         hash_key: Option<&str>,
+        limits: &ScriptsConfig,
     ) -> Result<Self, TransformFileError> {
         let hash_key = hash_key.map(|k| HashKey::new(k.as_bytes()));
-        let mut transforms = Vec::with_capacity(files.len());
+        let engine = ScriptEngine::new(limits, hash_key.clone());
+        let mut links = Vec::with_capacity(files.len());
         for file in files {
-            let error =
-                |span: Option<std::ops::Range<usize>>, message: String| TransformFileError {
-                    file: file.path.clone(),
-                    line: span.map(|s| line_of(&file.text, s.start)),
-                    message,
-                };
-            let spec: TransformSpec =
-                toml::from_str(&file.text).map_err(|e| error(e.span(), e.message().to_owned()))?;
-            let transform = Transform::compile(&spec, hash_key.as_ref())
-                .map_err(|e| error(e.span, e.message))?;
-            transforms.push(transform);
+            let error = |line: Option<usize>, message: String| TransformFileError {
+                file: file.path.clone(),
+                line,
+                message,
+            };
+            let span_line =
+                |span: Option<std::ops::Range<usize>>| span.map(|s| line_of(&file.text, s.start));
+            let link = if is_script(&file.path) {
+                Link::Script(
+                    Script::compile(&engine, &file.path, &file.text)
+                        .map_err(|e| error(e.line, e.message))?,
+                )
+            } else {
+                let spec: TransformSpec = toml::from_str(&file.text)
+                    .map_err(|e| error(span_line(e.span()), e.message().to_owned()))?;
+                Link::Declarative(Box::new(
+                    Transform::compile(&spec, hash_key.as_ref())
+                        .map_err(|e| error(span_line(e.span), e.message))?,
+                ))
+            };
+            links.push(link);
         }
-        check_chain(files, &transforms)?;
+        check_chain(files, &links)?;
         let mut digest = Sha256::new();
         for file in files {
             digest.update(file.path.as_bytes());
@@ -195,10 +232,7 @@ impl Mapping {
                 write!(hex, "{b:02x}").expect("writing to a String");
                 hex
             });
-        Ok(Self {
-            transforms,
-            version,
-        })
+        Ok(Self { links, version })
     }
 
     /// The mapping version written to every event header: a hash of the
@@ -214,10 +248,10 @@ impl Mapping {
         record: &LegacyRecord<'_>,
     ) -> Result<Mapped, MappingError> {
         let mut drafts = vec![Draft::new(object)];
-        for transform in &self.transforms {
+        for link in &self.links {
             let mut next = Vec::with_capacity(drafts.len());
             for draft in drafts {
-                transform.apply(draft, record, &mut next)?;
+                link.apply(draft, record, &mut next)?;
             }
             if next.is_empty() {
                 return Ok(Mapped::Filtered);
@@ -232,13 +266,17 @@ impl Mapping {
     }
 }
 
+/// Whether a transform file is a Rhai script (by its extension).
+fn is_script(path: &str) -> bool {
+    std::path::Path::new(path.trim_end_matches(" (embedded)"))
+        .extension()
+        .is_some_and(|e| e == "rhai")
+}
+
 /// Checks that hold across files: something names the event types, and
 /// every `types.<EventType>` section names a type the chain can produce
-/// (a misspelt one would silently never run).
-fn check_chain(
-    files: &[TransformFile],
-    transforms: &[Transform],
-) -> Result<(), TransformFileError> {
+/// (a misspelt one would silently never run). Scripts may name any type.
+fn check_chain(files: &[TransformFile], links: &[Link]) -> Result<(), TransformFileError> {
     let whole_chain = |file: &TransformFile, message: String| TransformFileError {
         file: file.path.clone(),
         line: None,
@@ -251,19 +289,30 @@ fn check_chain(
             message: "names no transform file".into(),
         });
     };
-    if !transforms.iter().any(Transform::recognises_commands) {
+    let names_types = |link: &Link| match link {
+        Link::Declarative(transform) => transform.recognises_commands(),
+        Link::Script(_) => true,
+    };
+    if !links.iter().any(names_types) {
         return Err(whole_chain(
             first,
-            "no transform of the chain has a [command] section, so no event would have a type"
+            "no transform of the chain has a [command] section or is a script, \
+             so no event would have a type"
                 .into(),
         ));
     }
-    let known: Option<Vec<&str>> = transforms.iter().try_fold(Vec::new(), |mut all, t| {
-        all.extend(t.event_types()?);
+    let known: Option<Vec<&str>> = links.iter().try_fold(Vec::new(), |mut all, link| {
+        match link {
+            Link::Declarative(transform) => all.extend(transform.event_types()?),
+            Link::Script(_) => return None,
+        }
         Some(all)
     });
     if let Some(known) = known {
-        for (file, transform) in files.iter().zip(transforms) {
+        for (file, link) in files.iter().zip(links) {
+            let Link::Declarative(transform) = link else {
+                continue;
+            };
             if let Some(unknown) = transform.typed_steps().find(|t| !known.contains(t)) {
                 return Err(whole_chain(
                     file,

@@ -19,7 +19,11 @@ fn compile(texts: &[&str]) -> Result<Mapping, TransformFileError> {
         .enumerate()
         .map(|(i, t)| file(&format!("t{i}.toml"), t))
         .collect();
-    Mapping::compile(&files, Some("test-key-of-16-bytes"))
+    Mapping::compile(
+        &files,
+        Some("test-key-of-16-bytes"),
+        &ScriptsConfig::default(),
+    )
 }
 
 fn record(headers: Vec<crate::legacy::Header<'static>>) -> LegacyRecord<'static> {
@@ -289,7 +293,9 @@ fn invalid_files_are_refused_with_file_line_and_reason() {
     ] {
         let files = [file("t0.toml", &text)];
         let hash_key = (!expected.contains("hash")).then_some("test-key-of-16-bytes");
-        let error = Mapping::compile(&files, hash_key).unwrap_err().to_string();
+        let error = Mapping::compile(&files, hash_key, &ScriptsConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains(expected),
             "{text}\n→ {error}\nwanted: {expected}"

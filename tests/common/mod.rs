@@ -154,12 +154,13 @@ impl Scenario {
         set("topics.dead_letter", self.dead_letter.clone().into());
         // Several workers share the machine: each takes a free port.
         set("http.listen", "127.0.0.1:0".into());
-        // The file is written elsewhere: name the shipped transform by its
-        // absolute path.
+        // The file is written elsewhere: name the shipped transforms by
+        // their absolute paths.
         set(
             "mapping.transforms",
             toml::Value::Array(vec![
                 concat!(env!("CARGO_MANIFEST_DIR"), "/transforms/cart.toml").into(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/transforms/cart-amounts.rhai").into(),
             ]),
         );
         for (path, value) in overrides {

@@ -1,0 +1,675 @@
+//! Rhai transforms: a script file defining `fn transform(record)`, run in
+//! one sandboxed engine built once for the whole chain.
+//!
+//! The sandbox: no file, network, environment or module access (Rhai has
+//! none unless registered; `import` is compiled out and `eval` disabled),
+//! no clock and no randomness (so replaying a record gives the same
+//! events), strict variables, and limits per call on operations, string,
+//! array and map sizes and call depth, plus expression depth at compile
+//! time. A script that exceeds a limit on a record rejects that record,
+//! naming the limit; it never hangs or crashes the worker.
+
+use std::sync::Arc;
+
+use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, Map, Scope};
+use serde_json::Value;
+
+use super::command::{derive_event_type, normalise, words};
+use super::privacy::{HashKey, mask};
+use super::{Draft, MappingError};
+use crate::config::ScriptsConfig;
+use crate::legacy::LegacyRecord;
+
+/// The function every script defines.
+const ENTRY: &str = "transform";
+
+/// The fields a script may return in an event map; anything else is a
+/// mistake worth a rejection rather than silence.
+const RETURNED_FIELDS: &[&str] = &[
+    "payload",
+    "event_type",
+    "key",
+    "occurred_at",
+    "correlation_id",
+    // Read-only context handed in; returning it unchanged is fine.
+    "headers",
+    "record_key",
+    "source",
+];
+
+/// The engine shared by every script of a chain.
+#[derive(Clone)]
+pub struct ScriptEngine {
+    engine: Arc<Engine>,
+    limits: ScriptsConfig,
+}
+
+impl std::fmt::Debug for ScriptEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptEngine")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScriptEngine {
+    /// Builds the hardened engine with the helpers registered.
+    pub fn new(limits: &ScriptsConfig, hash_key: Option<HashKey>) -> Self {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(limits.max_operations.get())
+            .set_max_string_size(limits.max_string_bytes.get())
+            .set_max_array_size(limits.max_array_len.get())
+            .set_max_map_size(limits.max_map_len.get())
+            .set_max_call_levels(limits.max_call_depth.get())
+            .set_max_expr_depths(limits.max_expr_depth.get(), limits.max_expr_depth.get())
+            .set_strict_variables(true)
+            .disable_symbol("eval");
+        engine.on_print(|text| tracing::info!(target: "recast::script", "{text}"));
+        engine.on_debug(|text, source, position| {
+            tracing::debug!(target: "recast::script", script = source.unwrap_or_default(), %position, "{text}");
+        });
+        register_helpers(&mut engine, hash_key);
+        Self {
+            engine: Arc::new(engine),
+            limits: limits.clone(),
+        }
+    }
+}
+
+fn register_helpers(engine: &mut Engine, hash_key: Option<HashKey>) {
+    engine.register_fn(
+        "past_tense",
+        |command: &str| -> Result<String, Box<EvalAltResult>> {
+            derive_event_type(command).ok_or_else(|| {
+                format!("`{command}` has no letters or digits to name an event by").into()
+            })
+        },
+    );
+    engine.register_fn("normalise", |command: &str| normalise(command));
+    engine.register_fn("words", |command: &str| -> rhai::Array {
+        words(command).into_iter().map(Dynamic::from).collect()
+    });
+    engine.register_fn(
+        "parse_time",
+        |value: Dynamic| -> Result<i64, Box<EvalAltResult>> {
+            let json = to_json(&value)?;
+            crate::timestamp::epoch_millis(&json).map_err(Into::into)
+        },
+    );
+    engine.register_fn("mask", |text: &str, keep_last: i64| {
+        mask(text, usize::try_from(keep_last).unwrap_or(0))
+    });
+    engine.register_fn(
+        "hash",
+        move |value: Dynamic| -> Result<String, Box<EvalAltResult>> {
+            let key = hash_key.as_ref().ok_or(
+                "hash() needs a secret key: set mapping.hash_key (RECAST_MAPPING__HASH_KEY)",
+            )?;
+            let text = match value.clone().into_immutable_string() {
+                Ok(s) => s.to_string(),
+                Err(_) => to_json(&value)?.to_string(),
+            };
+            Ok(key.hash_hex(text.as_bytes()))
+        },
+    );
+    engine.register_fn("get_path", |map: &mut Map, path: &str| -> Dynamic {
+        get_path(map, path).unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn(
+        "set_path",
+        |map: &mut Map, path: &str, value: Dynamic| -> Result<(), Box<EvalAltResult>> {
+            set_path(map, path, value).map_err(Into::into)
+        },
+    );
+    engine.register_fn("remove_path", |map: &mut Map, path: &str| -> Dynamic {
+        remove_path(map, path).unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn("log_info", |ctx: rhai::NativeCallContext, message: &str| {
+        tracing::info!(target: "recast::script", script = ctx.call_source().unwrap_or_default(), "{message}");
+    });
+    engine.register_fn("log_warn", |ctx: rhai::NativeCallContext, message: &str| {
+        tracing::warn!(target: "recast::script", script = ctx.call_source().unwrap_or_default(), "{message}");
+    });
+}
+
+/// JSON as Rhai values, directly: the generic serde path cost a third of
+/// a script call.
+fn to_rhai(value: &Value) -> Dynamic {
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => n.as_i64().map_or_else(
+            || Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+            Dynamic::from_int,
+        ),
+        Value::String(s) => Dynamic::from(rhai::ImmutableString::from(s.as_str())),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(to_rhai).collect()),
+        Value::Object(object) => Dynamic::from_map(to_rhai_map(object)),
+    }
+}
+
+fn to_rhai_map(object: &serde_json::Map<String, Value>) -> Map {
+    // Keys arrive sorted: inserting them one by one appends to the tree,
+    // cheaper than collecting, which sorts a buffer first.
+    let mut map = Map::new();
+    for (key, value) in object {
+        map.insert(key.as_str().into(), to_rhai(value));
+    }
+    map
+}
+
+/// A Rhai value as JSON; values JSON cannot hold (functions, NaN, …) are
+/// refused with what they are.
+fn to_json(value: &Dynamic) -> Result<Value, String> {
+    if value.is_unit() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = value.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Ok(i) = value.as_int() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(f) = value.as_float() {
+        return serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} is not a number JSON can hold"));
+    }
+    if let Ok(c) = value.as_char() {
+        return Ok(Value::String(c.to_string()));
+    }
+    if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
+        return Ok(Value::String(s.to_string()));
+    }
+    if let Some(items) = value.read_lock::<rhai::Array>() {
+        return items
+            .iter()
+            .map(to_json)
+            .collect::<Result<_, _>>()
+            .map(Value::Array);
+    }
+    if let Some(map) = value.read_lock::<Map>() {
+        let mut object = serde_json::Map::new();
+        for (key, value) in map.iter() {
+            object.insert(key.to_string(), to_json(value)?);
+        }
+        return Ok(Value::Object(object));
+    }
+    Err(format!(
+        "a {} cannot be written to an event",
+        value.type_name()
+    ))
+}
+
+fn get_path(map: &Map, path: &str) -> Option<Dynamic> {
+    let (parents, last) = match path.rsplit_once('.') {
+        Some((parents, last)) => (Some(parents), last),
+        None => (None, path),
+    };
+    match parents {
+        None => map.get(last).cloned(),
+        Some(parents) => {
+            let parent = get_path(map, parents)?;
+            let parent = parent.read_lock::<Map>()?;
+            parent.get(last).cloned()
+        }
+    }
+}
+
+fn set_path(map: &mut Map, path: &str, value: Dynamic) -> Result<(), String> {
+    match path.split_once('.') {
+        None => {
+            map.insert(path.into(), value);
+            Ok(())
+        }
+        Some((first, rest)) => {
+            let child = map
+                .entry(first.into())
+                .or_insert_with(|| Dynamic::from_map(Map::new()));
+            let mut child = child
+                .write_lock::<Map>()
+                .ok_or_else(|| format!("cannot set `{path}`: `{first}` is not a map"))?;
+            set_path(&mut child, rest, value)
+        }
+    }
+}
+
+fn remove_path(map: &mut Map, path: &str) -> Option<Dynamic> {
+    match path.split_once('.') {
+        None => map.remove(path),
+        Some((first, rest)) => {
+            let mut child = map.get_mut(first)?.write_lock::<Map>()?;
+            remove_path(&mut child, rest)
+        }
+    }
+}
+
+/// A compiled script transform.
+#[derive(Debug, Clone)]
+pub struct Script {
+    name: String,
+    engine: ScriptEngine,
+    ast: AST,
+}
+
+/// A script that does not compile: the line when known, and why.
+#[derive(Debug)]
+pub struct ScriptError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Script {
+    pub fn compile(engine: &ScriptEngine, name: &str, text: &str) -> Result<Self, ScriptError> {
+        let mut ast = engine.engine.compile(text).map_err(|e| ScriptError {
+            line: e.position().line(),
+            message: match e.err_type() {
+                rhai::ParseErrorType::ExprTooDeep => format!(
+                    "expression nested deeper than scripts.max_expr_depth ({})",
+                    engine.limits.max_expr_depth
+                ),
+                other => other.to_string(),
+            },
+        })?;
+        ast.set_source(name);
+        if !ast
+            .iter_functions()
+            .any(|f| f.name == ENTRY && f.params.len() == 1)
+        {
+            return Err(ScriptError {
+                line: None,
+                message: format!("defines no `fn {ENTRY}(record)`"),
+            });
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            engine: engine.clone(),
+            ast,
+        })
+    }
+
+    /// Runs the script on one event being built, pushing what it returns
+    /// onto `out`: nothing for `()` or an empty array.
+    pub fn apply(
+        &self,
+        draft: &Draft,
+        record: &LegacyRecord<'_>,
+        out: &mut Vec<Draft>,
+    ) -> Result<(), MappingError> {
+        let input = Self::input(draft, record);
+        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let returned: Dynamic = self
+            .engine
+            .engine
+            .call_fn_with_options(options, &mut Scope::new(), &self.ast, ENTRY, (input,))
+            .map_err(|e| self.rejection(&e))?;
+        if returned.is_unit() {
+            return Ok(());
+        }
+        if returned.is_array() {
+            let items = returned.into_array().expect("checked to be an array");
+            for (i, item) in items.into_iter().enumerate() {
+                out.push(self.output(item, draft, &format!("element {i} of the array"))?);
+            }
+            return Ok(());
+        }
+        out.push(self.output(returned, draft, "the value")?);
+        Ok(())
+    }
+
+    /// The record as the script sees it.
+    fn input(draft: &Draft, record: &LegacyRecord<'_>) -> Dynamic {
+        let mut map = Map::new();
+        let payload = Dynamic::from_map(to_rhai_map(&draft.payload));
+        let text = |bytes: &[u8]| Dynamic::from(String::from_utf8_lossy(bytes).into_owned());
+        let optional = |value: Option<Dynamic>| value.unwrap_or(Dynamic::UNIT);
+        map.insert("payload".into(), payload);
+        map.insert(
+            "event_type".into(),
+            optional(draft.event_type.clone().map(Dynamic::from)),
+        );
+        map.insert("key".into(), optional(draft.key.clone().map(Dynamic::from)));
+        map.insert(
+            "occurred_at".into(),
+            optional(draft.occurred_at_ms.map(Dynamic::from)),
+        );
+        map.insert(
+            "correlation_id".into(),
+            optional(draft.correlation_id.clone().map(Dynamic::from)),
+        );
+        map.insert("record_key".into(), optional(record.key.map(text)));
+        let headers: Map = record
+            .headers
+            .iter()
+            .map(|(name, value)| ((*name).into(), optional(value.map(text))))
+            .collect();
+        map.insert("headers".into(), Dynamic::from_map(headers));
+        let mut source = Map::new();
+        source.insert(
+            "topic".into(),
+            Dynamic::from(record.position.topic.to_owned()),
+        );
+        source.insert(
+            "partition".into(),
+            Dynamic::from(i64::from(record.position.partition)),
+        );
+        source.insert("offset".into(), Dynamic::from(record.position.offset));
+        source.insert(
+            "timestamp".into(),
+            optional(record.timestamp_ms.map(Dynamic::from)),
+        );
+        map.insert("source".into(), Dynamic::from_map(source));
+        Dynamic::from_map(map)
+    }
+
+    /// One returned event map as a draft.
+    fn output(&self, value: Dynamic, before: &Draft, what: &str) -> Result<Draft, MappingError> {
+        let reject =
+            |message: String| MappingError::new(format!("script {}: {message}", self.name));
+        let type_name = value.type_name();
+        let Some(map) = value.try_cast::<Map>() else {
+            return Err(reject(format!(
+                "{what} returned is {type_name}; return a map, an array of maps, or ()"
+            )));
+        };
+        if let Some(unknown) = map.keys().find(|k| !RETURNED_FIELDS.contains(&k.as_str())) {
+            return Err(reject(format!(
+                "{what} returned has an unknown field `{unknown}` (known: payload, event_type, key, occurred_at, correlation_id)"
+            )));
+        }
+        let string = |field: &str| -> Result<Option<String>, MappingError> {
+            match map.get(field) {
+                None => Ok(None),
+                Some(v) if v.is_unit() => Ok(None),
+                Some(v) => match v.clone().into_immutable_string() {
+                    Ok(s) => Ok(Some(s.to_string())),
+                    Err(found) => Err(reject(format!("`{field}` is {found}, not a string"))),
+                },
+            }
+        };
+        let payload = match map.get("payload") {
+            Some(p) => match to_json(p) {
+                Ok(Value::Object(payload)) => payload,
+                Ok(_) => return Err(reject(format!("`payload` of {what} returned is not a map"))),
+                Err(e) => return Err(reject(format!("`payload`: {e}"))),
+            },
+            None => return Err(reject(format!("{what} returned has no `payload`"))),
+        };
+        let occurred_at_ms = match map.get("occurred_at") {
+            None => before.occurred_at_ms,
+            Some(v) if v.is_unit() => None,
+            Some(v) => {
+                let json = to_json(v).map_err(reject)?;
+                Some(
+                    crate::timestamp::epoch_millis(&json)
+                        .map_err(|e| reject(format!("`occurred_at`: {e}")))?,
+                )
+            }
+        };
+        let event_type = string("event_type")?;
+        let derived_from = if event_type == before.event_type {
+            before.derived_from.clone()
+        } else {
+            None
+        };
+        Ok(Draft {
+            event_type,
+            derived_from,
+            key: string("key")?,
+            occurred_at_ms,
+            correlation_id: string("correlation_id")?,
+            payload,
+        })
+    }
+
+    /// Why the script's failure on a record rejects it.
+    fn rejection(&self, error: &EvalAltResult) -> MappingError {
+        let limits = &self.engine.limits;
+        let name = &self.name;
+        let message = match error.unwrap_inner() {
+            EvalAltResult::ErrorRuntime(thrown, _) => {
+                match thrown.clone().into_immutable_string() {
+                    Ok(reason) => return MappingError::new(reason.to_string()),
+                    Err(_) => format!("threw {thrown}"),
+                }
+            }
+            EvalAltResult::ErrorTooManyOperations(_) => format!(
+                "exceeded scripts.max_operations ({})",
+                limits.max_operations
+            ),
+            EvalAltResult::ErrorStackOverflow(_) => format!(
+                "exceeded scripts.max_call_depth ({})",
+                limits.max_call_depth
+            ),
+            EvalAltResult::ErrorDataTooLarge(what, _) => match what.as_str() {
+                "Length of string" => format!(
+                    "exceeded scripts.max_string_bytes ({})",
+                    limits.max_string_bytes
+                ),
+                "Size of object map" => {
+                    format!("exceeded scripts.max_map_len ({})", limits.max_map_len)
+                }
+                _ => format!("exceeded scripts.max_array_len ({})", limits.max_array_len),
+            },
+            other => match other.position().line() {
+                Some(line) => format!("line {line}: {other}"),
+                None => other.to_string(),
+            },
+        };
+        MappingError::new(format!("script {name}: {message}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::{NonZeroU64, NonZeroUsize};
+
+    use serde_json::json;
+
+    use super::super::{Mapped, Mapping, TransformFile};
+    use crate::config::ScriptsConfig;
+
+    fn compile_with(script: &str, limits: &ScriptsConfig) -> Result<Mapping, String> {
+        let files = [TransformFile {
+            path: "t.rhai".into(),
+            text: script.into(),
+        }];
+        Mapping::compile(&files, Some("test-key-of-16-bytes"), limits).map_err(|e| e.to_string())
+    }
+
+    fn compile(script: &str) -> Mapping {
+        compile_with(script, &ScriptsConfig::default()).unwrap()
+    }
+
+    fn run(mapping: &Mapping, payload: serde_json::Value) -> Result<Mapped, String> {
+        let serde_json::Value::Object(payload) = payload else {
+            panic!("payloads are objects")
+        };
+        let record = crate::mapping::test_record(Some(b"k-1"), vec![("x-h", Some(b"v"))]);
+        mapping.apply(payload, &record).map_err(|e| e.reason)
+    }
+
+    fn rejection(script: &str, limits: &ScriptsConfig) -> String {
+        run(&compile_with(script, limits).unwrap(), json!({})).unwrap_err()
+    }
+
+    #[test]
+    fn a_script_names_shapes_splits_and_filters() {
+        let m = compile(
+            r#"
+            fn transform(r) {
+                let p = r.payload;
+                if p.kind == "noise" { return (); }
+                if p.kind == "many" {
+                    return p.items.map(|i| #{ event_type: "ItemAdded", key: r.record_key, payload: #{ sku: i } });
+                }
+                #{
+                    event_type: past_tense(p.command),
+                    key: `${r.source.topic}:${r.source.offset}`,
+                    occurred_at: parse_time(p.at),
+                    correlation_id: r.headers["x-h"],
+                    payload: #{ email: hash(p.email), card: mask(p.card, 4), words: words(p.command) },
+                }
+            }"#,
+        );
+        let Ok(Mapped::Events(events)) = run(
+            &m,
+            json!({"command": "SHIP_ORDER", "at": "2025-11-24T16:00:00Z", "email": "a@b", "card": "12345678"}),
+        ) else {
+            panic!()
+        };
+        let event = &events[0];
+        assert_eq!(event.event_type, "ShippedOrder");
+        assert_eq!(event.key, "legacy-cart:7");
+        assert_eq!(event.occurred_at_ms, Some(1_763_999_999_999 + 1));
+        assert_eq!(event.correlation_id.as_deref(), Some("v"));
+        let hash = super::HashKey::new(b"test-key-of-16-bytes").hash_hex(b"a@b");
+        assert_eq!(
+            serde_json::Value::Object(event.payload.clone()),
+            json!({"email": hash, "card": "****5678", "words": ["ship", "order"]})
+        );
+        let Ok(Mapped::Events(items)) = run(&m, json!({"kind": "many", "items": ["A", "B"]}))
+        else {
+            panic!()
+        };
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].payload["sku"], "B");
+        assert_eq!(items[1].key, "k-1");
+        assert_eq!(run(&m, json!({"kind": "noise"})), Ok(Mapped::Filtered));
+    }
+
+    #[test]
+    fn paths_can_be_read_written_and_removed() {
+        let m = compile(
+            r#"fn transform(r) {
+                let p = r.payload;
+                set_path(p, "a.b.c", get_path(p, "x.y") + 1);
+                remove_path(p, "x.y");
+                #{ event_type: "Done", payload: p }
+            }"#,
+        );
+        let Ok(Mapped::Events(events)) = run(&m, json!({"x": {"y": 1, "z": 2}})) else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::Value::Object(events[0].payload.clone()),
+            json!({"a": {"b": {"c": 2}}, "x": {"z": 2}})
+        );
+    }
+
+    #[test]
+    fn thrown_messages_and_bad_returns_are_rejection_reasons() {
+        let m = compile(
+            r#"fn transform(r) {
+                switch r.payload.kind {
+                    "throw" => throw "no cart in this command",
+                    "string" => "oops",
+                    "field" => #{ event_type: "A", payload: #{}, evnt_type: "B" },
+                    "payload" => #{ event_type: "A", payload: [1] },
+                    _ => r.payload.missing.deeper
+                }
+            }"#,
+        );
+        for (case, reason) in [
+            ("throw", "no cart in this command"),
+            (
+                "string",
+                "script t.rhai: the value returned is string; return a map, an array of maps, or ()",
+            ),
+            (
+                "field",
+                "script t.rhai: the value returned has an unknown field `evnt_type`",
+            ),
+            (
+                "payload",
+                "script t.rhai: `payload` of the value returned is not a map",
+            ),
+            ("other", "script t.rhai: line 7:"),
+        ] {
+            let got = run(&m, json!({"kind": case})).unwrap_err();
+            assert!(got.starts_with(reason), "{case}: {got}");
+        }
+    }
+
+    #[test]
+    fn every_limit_rejects_the_record_naming_it() {
+        let generous = ScriptsConfig {
+            max_operations: NonZeroU64::new(10_000_000).unwrap(),
+            max_array_len: NonZeroUsize::new(100).unwrap(),
+            max_map_len: NonZeroUsize::new(100).unwrap(),
+            ..ScriptsConfig::default()
+        };
+        let default = ScriptsConfig::default();
+        for (body, limits, reason) in [
+            (
+                "loop { }",
+                &default,
+                "exceeded scripts.max_operations (100000)",
+            ),
+            (
+                r#"let s = "x"; loop { s += s; }"#,
+                &default,
+                "exceeded scripts.max_string_bytes (1048576)",
+            ),
+            (
+                "deeper(0)",
+                &default,
+                "exceeded scripts.max_call_depth (32)",
+            ),
+            (
+                "let a = []; loop { a.push(0); }",
+                &generous,
+                "exceeded scripts.max_array_len (100)",
+            ),
+            (
+                // Growth by merging; see ScriptsConfig::max_map_len.
+                "let m = #{}; let i = 0; loop { let one = #{}; one[`k${i}`] = i; m += one; i += 1; }",
+                &generous,
+                "exceeded scripts.max_map_len (100)",
+            ),
+        ] {
+            let script = format!("fn transform(r) {{ {body} }}\nfn deeper(n) {{ deeper(n + 1) }}");
+            assert_eq!(
+                rejection(&script, limits),
+                format!("script t.rhai: {reason}"),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sandbox_refuses_what_scripts_must_not_do() {
+        let limits = ScriptsConfig::default();
+        let nested = format!(
+            "fn transform(r) {{ {}1{} }}",
+            "(".repeat(200),
+            ")".repeat(200)
+        );
+        for (script, expected) in [
+            ("fn transform(r) { eval(\"1\") }", "t.rhai:1:"),
+            ("import \"fs\" as fs;\nfn transform(r) { r }", "t.rhai:1:"),
+            (
+                "fn transform(r) { undefined_variable }",
+                "Undefined variable",
+            ),
+            (
+                nested.as_str(),
+                "t.rhai:1: expression nested deeper than scripts.max_expr_depth (64)",
+            ),
+            (
+                "fn other(r) { r }",
+                "t.rhai: defines no `fn transform(record)`",
+            ),
+        ] {
+            let error = compile_with(script, &limits).unwrap_err();
+            assert!(error.contains(expected), "{script}: {error}");
+        }
+        // No clock and no randomness: replays must give the same events.
+        for call in ["timestamp()", "rand()"] {
+            let m = compile(&format!("fn transform(r) {{ {call} }}"));
+            let reason = run(&m, json!({})).unwrap_err();
+            assert!(reason.contains("Function not found"), "{call}: {reason}");
+        }
+    }
+}
