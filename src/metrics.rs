@@ -28,6 +28,13 @@ pub struct Metrics {
     lag: IntGaugeVec,
 }
 
+/// Seconds since the epoch, now.
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// The names `/metrics` exports (what dashboards and alerts may query).
 pub const NAMES: &[&str] = &[
     "recast_records_consumed_total",
@@ -41,6 +48,7 @@ pub const NAMES: &[&str] = &[
     "recast_dedupe_window_entries",
     "recast_dedupe_restore_seconds",
     "recast_consumer_lag",
+    "recast_start_time_seconds",
 ];
 
 impl Metrics {
@@ -52,6 +60,13 @@ impl Metrics {
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
             c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["topic"])
@@ -101,33 +116,29 @@ impl Metrics {
             "Assignment changes seen by this instance, by kind.",
             &["topic", "kind"],
         );
-        let window_entries = IntGaugeVec::new(
-            Opts::new(
-                "recast_dedupe_window_entries",
-                "Keys held in a partition's dedupe window.",
-            ),
+        let window_entries = gauge(
+            "recast_dedupe_window_entries",
+            "Keys held in a partition's dedupe window.",
             &["topic", "partition"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(window_entries.clone()))
-            .expect("unique metric");
+        );
         let restore_seconds = histogram(
             "recast_dedupe_restore_seconds",
             "Time to rebuild dedupe windows on assignment.",
             prometheus::exponential_buckets(0.01, 2.0, 12).expect("buckets"),
         );
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                "recast_consumer_lag",
-                "Legacy records not yet processed, per assigned partition.",
-            ),
+        let lag = gauge(
+            "recast_consumer_lag",
+            "Legacy records not yet processed, per assigned partition.",
             &["topic", "partition"],
+        );
+        // Fatal errors end the process, so starts are counted instead.
+        gauge(
+            "recast_start_time_seconds",
+            "When this process started, in seconds since the epoch.",
+            &["topic"],
         )
-        .expect("valid metric");
-        registry
-            .register(Box::new(lag.clone()))
-            .expect("unique metric");
+        .with_label_values(&[legacy_topic])
+        .set(unix_seconds());
         Self {
             registry,
             topic: legacy_topic.to_owned(),
