@@ -41,11 +41,6 @@ impl Offline {
         }
     }
 
-    /// The offset the next record will have.
-    pub fn next_offset(&self) -> i64 {
-        self.next_offset
-    }
-
     /// Runs the next record.
     pub fn run(&mut self, line: &LegacyLine, recorded_at_ms: i64) -> RecordOutcome {
         let position = Position {

@@ -1,10 +1,11 @@
-//! Mapping stage: the ordered chain of transform files (`transforms/*.toml`)
-//! that turns one decoded legacy record into zero, one or several event
-//! bodies, or rejects it.
+//! Mapping stage: the ordered chain of transforms (declarative
+//! `transforms/*.toml` files and Rhai `*.rhai` scripts) that turns one
+//! decoded legacy record into zero, one or several event bodies, or
+//! rejects it.
 //!
 //! Compiled once at start-up (files parsed, paths split, regexes built,
-//! command tables normalised); applying it is a pure function of the
-//! record. Every transform of the chain runs on every event being built,
+//! command tables normalised, scripts compiled); applying it is a pure
+//! function of the record. Every transform of the chain runs on every event being built,
 //! in order; a record whose events are all filtered is filtered, and one
 //! rejection rejects the whole record, so a record is never half-written.
 
