@@ -171,6 +171,10 @@ impl Link {
     ) -> Result<(), MappingError> {
         match self {
             Link::Declarative(transform) => transform.apply(draft, record, out),
+            Link::Script(script) if !script.applies_to(&draft) => {
+                out.push(draft);
+                Ok(())
+            }
             Link::Script(script) => script.apply(&draft, record, out),
         }
     }

@@ -9,6 +9,7 @@
 //! time. A script that exceeds a limit on a record rejects that record,
 //! naming the limit; it never hangs or crashes the worker.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, Map, Scope};
@@ -22,6 +23,9 @@ use crate::legacy::LegacyRecord;
 
 /// The function every script defines.
 const ENTRY: &str = "transform";
+
+/// The constant a script may declare to run for some event types only.
+const EVENT_TYPES: &str = "EVENT_TYPES";
 
 /// The fields a script may return in an event map; anything else is a
 /// mistake worth a rejection rather than silence.
@@ -251,6 +255,41 @@ pub struct Script {
     name: String,
     engine: ScriptEngine,
     ast: AST,
+    /// The event types the script declares it is for; `None`: all.
+    only: Option<HashSet<String>>,
+}
+
+/// The script's `const EVENT_TYPES = ["…", …]`, read by running its
+/// top-level statements once, at compile time (calls skip them).
+fn declared_event_types(
+    engine: &Engine,
+    ast: &AST,
+) -> Result<Option<HashSet<String>>, ScriptError> {
+    let mut scope = Scope::new();
+    engine
+        .run_ast_with_scope(&mut scope, ast)
+        .map_err(|e| ScriptError {
+            line: e.position().line(),
+            message: format!("top-level statements: {e}"),
+        })?;
+    let Some(declared) = scope.get(EVENT_TYPES) else {
+        return Ok(None);
+    };
+    let invalid = || ScriptError {
+        line: None,
+        message: format!("{EVENT_TYPES} must be an array of event type names (PascalCase)"),
+    };
+    let types = declared.clone().into_array().map_err(|_| invalid())?;
+    types
+        .into_iter()
+        .map(|t| {
+            t.into_string()
+                .ok()
+                .filter(|name| super::transform::is_event_type(name))
+                .ok_or_else(invalid)
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// A script that does not compile: the line when known, and why.
@@ -282,11 +321,22 @@ impl Script {
                 message: format!("defines no `fn {ENTRY}(record)`"),
             });
         }
+        let only = declared_event_types(&engine.engine, &ast)?;
         Ok(Self {
             name: name.to_owned(),
             engine: engine.clone(),
             ast,
+            only,
         })
+    }
+
+    /// Whether the script runs for this event: every event, unless the
+    /// script declares `const EVENT_TYPES = [...]`. Events of other types
+    /// pass through untouched, without the cost of a call.
+    pub fn applies_to(&self, draft: &Draft) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|types| draft.event_type.as_ref().is_some_and(|t| types.contains(t)))
     }
 
     /// Runs the script on one event being built, pushing what it returns
@@ -537,6 +587,37 @@ mod tests {
         assert_eq!(items[1].payload["sku"], "B");
         assert_eq!(items[1].key, "k-1");
         assert_eq!(run(&m, json!({"kind": "noise"})), Ok(Mapped::Filtered));
+    }
+
+    #[test]
+    fn a_script_declaring_event_types_runs_for_those_alone() {
+        let files = [
+            TransformFile {
+                path: "t.toml".into(),
+                text: "[command]\nfield = \"c\"\nevents = { A = \"Aed\", B = \"Bed\" }".into(),
+            },
+            TransformFile {
+                path: "t.rhai".into(),
+                text:
+                    "const EVENT_TYPES = [\"Bed\"];\nfn transform(r) { r.payload.seen = true; r }"
+                        .into(),
+            },
+        ];
+        let m = Mapping::compile(&files, None, &ScriptsConfig::default()).unwrap();
+        for (command, seen) in [("A", None), ("B", Some(&json!(true)))] {
+            let Ok(Mapped::Events(events)) = run(&m, json!({"c": command})) else {
+                panic!()
+            };
+            assert_eq!(events[0].payload.get("seen"), seen, "{command}");
+        }
+        for declared in ["\"Bed\"", "[1]", "[\"bed\"]"] {
+            let script = format!("const EVENT_TYPES = {declared};\nfn transform(r) {{ r }}");
+            let error = compile_with(&script, &ScriptsConfig::default()).unwrap_err();
+            assert!(
+                error.contains("EVENT_TYPES must be an array"),
+                "{declared}: {error}"
+            );
+        }
     }
 
     #[test]
