@@ -9,17 +9,18 @@
 //! time. A script that exceeds a limit on a record rejects that record,
 //! naming the limit; it never hangs or crashes the worker.
 
+mod convert;
+mod engine;
+
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, Map, Scope};
 use serde_json::Value;
 
-use super::command::{derive_event_type, normalise, words};
-use super::privacy::{HashKey, mask};
 use super::{Draft, MappingError};
-use crate::config::ScriptsConfig;
 use crate::legacy::LegacyRecord;
+use convert::{to_json, to_rhai_map};
+pub use engine::ScriptEngine;
 
 /// The function every script defines.
 const ENTRY: &str = "transform";
@@ -40,214 +41,6 @@ const RETURNED_FIELDS: &[&str] = &[
     "record_key",
     "source",
 ];
-
-/// The engine shared by every script of a chain.
-#[derive(Clone)]
-pub struct ScriptEngine {
-    engine: Arc<Engine>,
-    limits: ScriptsConfig,
-}
-
-impl std::fmt::Debug for ScriptEngine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScriptEngine")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ScriptEngine {
-    /// Builds the hardened engine with the helpers registered.
-    pub fn new(limits: &ScriptsConfig, hash_key: Option<HashKey>) -> Self {
-        let mut engine = Engine::new();
-        engine
-            .set_max_operations(limits.max_operations.get())
-            .set_max_string_size(limits.max_string_bytes.get())
-            .set_max_array_size(limits.max_array_len.get())
-            .set_max_map_size(limits.max_map_len.get())
-            .set_max_call_levels(limits.max_call_depth.get())
-            .set_max_expr_depths(limits.max_expr_depth.get(), limits.max_expr_depth.get())
-            .set_strict_variables(true)
-            .disable_symbol("eval");
-        engine.on_print(|text| tracing::info!(target: "recast::script", "{text}"));
-        engine.on_debug(|text, source, position| {
-            tracing::debug!(target: "recast::script", script = source.unwrap_or_default(), %position, "{text}");
-        });
-        register_helpers(&mut engine, hash_key);
-        Self {
-            engine: Arc::new(engine),
-            limits: limits.clone(),
-        }
-    }
-}
-
-fn register_helpers(engine: &mut Engine, hash_key: Option<HashKey>) {
-    engine.register_fn(
-        "past_tense",
-        |command: &str| -> Result<String, Box<EvalAltResult>> {
-            derive_event_type(command).ok_or_else(|| {
-                format!("`{command}` has no letters or digits to name an event by").into()
-            })
-        },
-    );
-    engine.register_fn("normalise", |command: &str| normalise(command));
-    engine.register_fn("words", |command: &str| -> rhai::Array {
-        words(command).into_iter().map(Dynamic::from).collect()
-    });
-    engine.register_fn(
-        "parse_time",
-        |value: Dynamic| -> Result<i64, Box<EvalAltResult>> {
-            let json = to_json(&value)?;
-            crate::timestamp::epoch_millis(&json).map_err(Into::into)
-        },
-    );
-    engine.register_fn("mask", |text: &str, keep_last: i64| {
-        mask(text, usize::try_from(keep_last).unwrap_or(0))
-    });
-    engine.register_fn(
-        "hash",
-        move |value: Dynamic| -> Result<String, Box<EvalAltResult>> {
-            let key = hash_key.as_ref().ok_or(
-                "hash() needs a secret key: set mapping.hash_key (RECAST_MAPPING__HASH_KEY)",
-            )?;
-            let text = match value.clone().into_immutable_string() {
-                Ok(s) => s.to_string(),
-                Err(_) => to_json(&value)?.to_string(),
-            };
-            Ok(key.hash_hex(text.as_bytes()))
-        },
-    );
-    engine.register_fn("get_path", |map: &mut Map, path: &str| -> Dynamic {
-        get_path(map, path).unwrap_or(Dynamic::UNIT)
-    });
-    engine.register_fn(
-        "set_path",
-        |map: &mut Map, path: &str, value: Dynamic| -> Result<(), Box<EvalAltResult>> {
-            set_path(map, path, value).map_err(Into::into)
-        },
-    );
-    engine.register_fn("remove_path", |map: &mut Map, path: &str| -> Dynamic {
-        remove_path(map, path).unwrap_or(Dynamic::UNIT)
-    });
-    engine.register_fn("log_info", |ctx: rhai::NativeCallContext, message: &str| {
-        tracing::info!(target: "recast::script", script = ctx.call_source().unwrap_or_default(), "{message}");
-    });
-    engine.register_fn("log_warn", |ctx: rhai::NativeCallContext, message: &str| {
-        tracing::warn!(target: "recast::script", script = ctx.call_source().unwrap_or_default(), "{message}");
-    });
-}
-
-/// JSON as Rhai values, directly: the generic serde path cost a third of
-/// a script call.
-fn to_rhai(value: &Value) -> Dynamic {
-    match value {
-        Value::Null => Dynamic::UNIT,
-        Value::Bool(b) => Dynamic::from_bool(*b),
-        Value::Number(n) => n.as_i64().map_or_else(
-            || Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
-            Dynamic::from_int,
-        ),
-        Value::String(s) => Dynamic::from(rhai::ImmutableString::from(s.as_str())),
-        Value::Array(items) => Dynamic::from_array(items.iter().map(to_rhai).collect()),
-        Value::Object(object) => Dynamic::from_map(to_rhai_map(object)),
-    }
-}
-
-fn to_rhai_map(object: &serde_json::Map<String, Value>) -> Map {
-    // Keys arrive sorted: inserting them one by one appends to the tree,
-    // cheaper than collecting, which sorts a buffer first.
-    let mut map = Map::new();
-    for (key, value) in object {
-        map.insert(key.as_str().into(), to_rhai(value));
-    }
-    map
-}
-
-/// A Rhai value as JSON; values JSON cannot hold (functions, NaN, …) are
-/// refused with what they are.
-fn to_json(value: &Dynamic) -> Result<Value, String> {
-    if value.is_unit() {
-        return Ok(Value::Null);
-    }
-    if let Ok(b) = value.as_bool() {
-        return Ok(Value::Bool(b));
-    }
-    if let Ok(i) = value.as_int() {
-        return Ok(Value::from(i));
-    }
-    if let Ok(f) = value.as_float() {
-        return serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .ok_or_else(|| format!("{f} is not a number JSON can hold"));
-    }
-    if let Ok(c) = value.as_char() {
-        return Ok(Value::String(c.to_string()));
-    }
-    if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
-        return Ok(Value::String(s.to_string()));
-    }
-    if let Some(items) = value.read_lock::<rhai::Array>() {
-        return items
-            .iter()
-            .map(to_json)
-            .collect::<Result<_, _>>()
-            .map(Value::Array);
-    }
-    if let Some(map) = value.read_lock::<Map>() {
-        let mut object = serde_json::Map::new();
-        for (key, value) in map.iter() {
-            object.insert(key.to_string(), to_json(value)?);
-        }
-        return Ok(Value::Object(object));
-    }
-    Err(format!(
-        "a {} cannot be written to an event",
-        value.type_name()
-    ))
-}
-
-fn get_path(map: &Map, path: &str) -> Option<Dynamic> {
-    let (parents, last) = match path.rsplit_once('.') {
-        Some((parents, last)) => (Some(parents), last),
-        None => (None, path),
-    };
-    match parents {
-        None => map.get(last).cloned(),
-        Some(parents) => {
-            let parent = get_path(map, parents)?;
-            let parent = parent.read_lock::<Map>()?;
-            parent.get(last).cloned()
-        }
-    }
-}
-
-fn set_path(map: &mut Map, path: &str, value: Dynamic) -> Result<(), String> {
-    match path.split_once('.') {
-        None => {
-            map.insert(path.into(), value);
-            Ok(())
-        }
-        Some((first, rest)) => {
-            let child = map
-                .entry(first.into())
-                .or_insert_with(|| Dynamic::from_map(Map::new()));
-            let mut child = child
-                .write_lock::<Map>()
-                .ok_or_else(|| format!("cannot set `{path}`: `{first}` is not a map"))?;
-            set_path(&mut child, rest, value)
-        }
-    }
-}
-
-fn remove_path(map: &mut Map, path: &str) -> Option<Dynamic> {
-    match path.split_once('.') {
-        None => map.remove(path),
-        Some((first, rest)) => {
-            let mut child = map.get_mut(first)?.write_lock::<Map>()?;
-            remove_path(&mut child, rest)
-        }
-    }
-}
 
 /// A compiled script transform.
 #[derive(Debug, Clone)]
@@ -517,8 +310,8 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::{Mapped, Mapping, TransformFile};
     use crate::config::ScriptsConfig;
+    use crate::mapping::{Mapped, Mapping, TransformFile};
 
     fn compile_with(script: &str, limits: &ScriptsConfig) -> Result<Mapping, String> {
         let files = [TransformFile {
@@ -574,7 +367,7 @@ mod tests {
         assert_eq!(event.key, "legacy-cart:7");
         assert_eq!(event.occurred_at_ms, Some(1_763_999_999_999 + 1));
         assert_eq!(event.correlation_id.as_deref(), Some("v"));
-        let hash = super::HashKey::new(b"test-key-of-16-bytes").hash_hex(b"a@b");
+        let hash = crate::mapping::privacy::HashKey::new(b"test-key-of-16-bytes").hash_hex(b"a@b");
         assert_eq!(
             serde_json::Value::Object(event.payload.clone()),
             json!({"email": hash, "card": "****5678", "words": ["ship", "order"]})

@@ -1,0 +1,151 @@
+//! The one hardened Rhai engine every script of a chain runs in, with the
+//! helpers scripts may call: the declarative language's operations and
+//! logging, and nothing that reaches outside the record.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, EvalAltResult, Map};
+
+use super::convert::to_json;
+use crate::config::ScriptsConfig;
+use crate::mapping::command::{derive_event_type, normalise, words};
+use crate::mapping::privacy::{HashKey, mask};
+
+/// The engine shared by every script of a chain.
+#[derive(Clone)]
+pub struct ScriptEngine {
+    pub(super) engine: Arc<Engine>,
+    pub(super) limits: ScriptsConfig,
+}
+
+impl std::fmt::Debug for ScriptEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptEngine")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScriptEngine {
+    /// Builds the hardened engine with the helpers registered.
+    pub fn new(limits: &ScriptsConfig, hash_key: Option<HashKey>) -> Self {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(limits.max_operations.get())
+            .set_max_string_size(limits.max_string_bytes.get())
+            .set_max_array_size(limits.max_array_len.get())
+            .set_max_map_size(limits.max_map_len.get())
+            .set_max_call_levels(limits.max_call_depth.get())
+            .set_max_expr_depths(limits.max_expr_depth.get(), limits.max_expr_depth.get())
+            .set_strict_variables(true)
+            .disable_symbol("eval");
+        engine.on_print(|text| tracing::info!(target: "recast::script", "{text}"));
+        engine.on_debug(|text, source, position| {
+            tracing::debug!(target: "recast::script", script = source.unwrap_or_default(), %position, "{text}");
+        });
+        register_helpers(&mut engine, hash_key);
+        Self {
+            engine: Arc::new(engine),
+            limits: limits.clone(),
+        }
+    }
+}
+
+fn register_helpers(engine: &mut Engine, hash_key: Option<HashKey>) {
+    engine.register_fn(
+        "past_tense",
+        |command: &str| -> Result<String, Box<EvalAltResult>> {
+            derive_event_type(command).ok_or_else(|| {
+                format!("`{command}` has no letters or digits to name an event by").into()
+            })
+        },
+    );
+    engine.register_fn("normalise", |command: &str| normalise(command));
+    engine.register_fn("words", |command: &str| -> rhai::Array {
+        words(command).into_iter().map(Dynamic::from).collect()
+    });
+    engine.register_fn(
+        "parse_time",
+        |value: Dynamic| -> Result<i64, Box<EvalAltResult>> {
+            let json = to_json(&value)?;
+            crate::timestamp::epoch_millis(&json).map_err(Into::into)
+        },
+    );
+    engine.register_fn("mask", |text: &str, keep_last: i64| {
+        mask(text, usize::try_from(keep_last).unwrap_or(0))
+    });
+    engine.register_fn(
+        "hash",
+        move |value: Dynamic| -> Result<String, Box<EvalAltResult>> {
+            let key = hash_key.as_ref().ok_or(
+                "hash() needs a secret key: set mapping.hash_key (RECAST_MAPPING__HASH_KEY)",
+            )?;
+            let text = match value.clone().into_immutable_string() {
+                Ok(s) => s.to_string(),
+                Err(_) => to_json(&value)?.to_string(),
+            };
+            Ok(key.hash_hex(text.as_bytes()))
+        },
+    );
+    engine.register_fn("get_path", |map: &mut Map, path: &str| -> Dynamic {
+        get_path(map, path).unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn(
+        "set_path",
+        |map: &mut Map, path: &str, value: Dynamic| -> Result<(), Box<EvalAltResult>> {
+            set_path(map, path, value).map_err(Into::into)
+        },
+    );
+    engine.register_fn("remove_path", |map: &mut Map, path: &str| -> Dynamic {
+        remove_path(map, path).unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn("log_info", |ctx: rhai::NativeCallContext, message: &str| {
+        tracing::info!(target: "recast::script", script = ctx.call_source().unwrap_or_default(), "{message}");
+    });
+    engine.register_fn("log_warn", |ctx: rhai::NativeCallContext, message: &str| {
+        tracing::warn!(target: "recast::script", script = ctx.call_source().unwrap_or_default(), "{message}");
+    });
+}
+
+fn get_path(map: &Map, path: &str) -> Option<Dynamic> {
+    let (parents, last) = match path.rsplit_once('.') {
+        Some((parents, last)) => (Some(parents), last),
+        None => (None, path),
+    };
+    match parents {
+        None => map.get(last).cloned(),
+        Some(parents) => {
+            let parent = get_path(map, parents)?;
+            let parent = parent.read_lock::<Map>()?;
+            parent.get(last).cloned()
+        }
+    }
+}
+
+fn set_path(map: &mut Map, path: &str, value: Dynamic) -> Result<(), String> {
+    match path.split_once('.') {
+        None => {
+            map.insert(path.into(), value);
+            Ok(())
+        }
+        Some((first, rest)) => {
+            let child = map
+                .entry(first.into())
+                .or_insert_with(|| Dynamic::from_map(Map::new()));
+            let mut child = child
+                .write_lock::<Map>()
+                .ok_or_else(|| format!("cannot set `{path}`: `{first}` is not a map"))?;
+            set_path(&mut child, rest, value)
+        }
+    }
+}
+
+fn remove_path(map: &mut Map, path: &str) -> Option<Dynamic> {
+    match path.split_once('.') {
+        None => map.remove(path),
+        Some((first, rest)) => {
+            let mut child = map.get_mut(first)?.write_lock::<Map>()?;
+            remove_path(&mut child, rest)
+        }
+    }
+}
