@@ -779,6 +779,12 @@ fn apply_env(
     Ok(applied)
 }
 
+/// The 1-based line of byte `offset` in `text`: what TOML error spans
+/// become in messages, for configurations, transforms and case files alike.
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
+}
+
 fn parse_error(
     origin: &Origin,
     text: &str,
@@ -788,7 +794,7 @@ fn parse_error(
 ) -> ConfigError {
     let line = LineRef(
         span.filter(|_| !text.is_empty())
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1)),
+            .map(|s| line_at(text, s.start)),
     );
     let key = if key.is_empty() || key == "." {
         "(top level)".to_owned()
@@ -820,8 +826,9 @@ mod tests {
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let text = EMBEDDED_DEFAULT.replace("[batch]", "[batch]\nmax_recrods = 5");
+        let line = text.lines().position(|l| l == "max_recrods = 5").unwrap() + 1;
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("t.toml:"), "{err}");
+        assert!(err.starts_with(&format!("t.toml:{line}: ")), "{err}");
         assert!(err.contains("max_recrods"), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
     }

@@ -187,7 +187,7 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Cas
     };
     let text = std::fs::read_to_string(path).map_err(|e| error(None, e.to_string()))?;
     let cases: CaseFile = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+        let line = e.span().map(|s| crate::config::line_at(&text, s.start));
         error(line, e.message().to_owned())
     })?;
     let config = config_under_test(config, path, cases.transforms.as_deref())?;

@@ -28,7 +28,7 @@ use script::{Script, ScriptEngine};
 use spec::TransformSpec;
 use transform::Transform;
 
-use crate::config::ScriptsConfig;
+use crate::config::{ScriptsConfig, line_at};
 use crate::legacy::LegacyRecord;
 
 /// An event being built as it passes through the chain.
@@ -206,7 +206,7 @@ impl Mapping {
                 message,
             };
             let span_line =
-                |span: Option<std::ops::Range<usize>>| span.map(|s| line_of(&file.text, s.start));
+                |span: Option<std::ops::Range<usize>>| span.map(|s| line_at(&file.text, s.start));
             let link = if is_script(&file.path) {
                 Link::Script(
                     Script::compile(&engine, &file.path, &file.text)
@@ -327,11 +327,6 @@ fn check_chain(files: &[TransformFile], links: &[Link]) -> Result<(), TransformF
         }
     }
     Ok(())
-}
-
-/// The 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
 
 /// A legacy record at offset 7 of `legacy-cart`, for the tests of the parts.
