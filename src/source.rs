@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::config::Config;
@@ -316,11 +316,7 @@ pub fn legacy_record<'m>(message: &'m BorrowedMessage<'_>) -> LegacyRecord<'m> {
         value: message.payload(),
         headers: message
             .headers()
-            .map(|headers| {
-                rdkafka::message::Headers::iter(headers)
-                    .map(|h| (h.key, h.value))
-                    .collect()
-            })
+            .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
             .unwrap_or_default(),
     }
 }

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
-use rdkafka::message::{BorrowedMessage, Headers};
 
 use crate::config::Config;
 use crate::dead_letter;
@@ -341,17 +340,11 @@ impl Worker<'_> {
             let record = legacy_record(message);
             match self.pipeline.process(&record, recorded_at_ms) {
                 Outcome::Events(events) => {
-                    self.write_events(
-                        message,
-                        &record,
-                        events,
-                        window.as_deref_mut(),
-                        &mut outcomes,
-                    )?;
+                    self.write_events(&record, events, window.as_deref_mut(), &mut outcomes)?;
                 }
                 Outcome::Filtered => outcomes.filtered += 1,
                 Outcome::Rejected(rejection) => {
-                    self.dead_letter(message, &record, &rejection)?;
+                    self.dead_letter(&record, &rejection)?;
                     outcomes.reject(rejection.stage.as_str());
                 }
             }
@@ -384,7 +377,6 @@ impl Worker<'_> {
     /// retries), or as rejected (an event too large to write).
     fn write_events(
         &self,
-        message: &BorrowedMessage<'_>,
         record: &LegacyRecord<'_>,
         events: Vec<LedgerEvent>,
         window: Option<&mut DedupeWindow>,
@@ -396,7 +388,7 @@ impl Worker<'_> {
                 outcomes.duplicates += 1;
             }
             Settled::Rejected(rejection) => {
-                self.dead_letter(message, record, &rejection)?;
+                self.dead_letter(record, &rejection)?;
                 outcomes.reject(rejection.stage.as_str());
             }
             Settled::Write(events) => {
@@ -430,7 +422,6 @@ impl Worker<'_> {
     /// Writes a rejected legacy record, unchanged, to the dead-letter topic.
     fn dead_letter(
         &self,
-        message: &BorrowedMessage<'_>,
         record: &LegacyRecord<'_>,
         rejection: &Rejection,
     ) -> Result<(), TxnError> {
@@ -448,13 +439,9 @@ impl Worker<'_> {
             rejection,
             self.pipeline.mapping_version(),
         );
-        let original: Vec<(&str, Option<&[u8]>)> = message
-            .headers()
-            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-            .unwrap_or_default();
         let headers = |extra: Option<&(&'static str, String)>| {
             owned_headers(
-                original.iter().copied().chain(
+                record.headers.iter().copied().chain(
                     ours.iter()
                         .chain(extra)
                         .map(|(k, v)| (*k, Some(v.as_bytes()))),
