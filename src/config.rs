@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::mapping::{FieldPath, Mapping, TransformFile, TransformFileError};
+use crate::mapping::{FieldPath, FileError, Mapping, TransformFile};
 
 /// The configuration the quickstart runs with: a local broker on port 9092
 /// and the cart sample's mapping. Also the commented reference for every key.
@@ -102,7 +102,7 @@ pub enum ConfigError {
         message: String,
     },
     #[error("{0}")]
-    Transform(#[from] TransformFileError),
+    Transform(#[from] FileError),
 }
 
 /// The whole `recast.toml`.

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::legacy_file::LegacyLine;
-use crate::mapping::{Mapping, TransformFile};
+use crate::mapping::{FileError, Mapping, TransformFile};
 use crate::offline::{Offline, RecordOutcome};
 
 /// The key `hash` steps use under `recast test`.
@@ -88,15 +88,6 @@ struct ExpectedRejection {
     reason: String,
 }
 
-/// A case file that cannot be read or parsed.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
-pub struct CaseFileError {
-    pub file: String,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
 /// What `recast test` found.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -108,10 +99,10 @@ pub struct Report {
 }
 
 /// The case files at `paths` (files, or directories of `*.toml`), sorted.
-pub fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaseFileError> {
+pub fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileError> {
     let mut files = Vec::new();
     for path in paths {
-        let unreadable = |e: std::io::Error| CaseFileError {
+        let unreadable = |e: std::io::Error| FileError {
             file: path.display().to_string(),
             line: None,
             message: e.to_string(),
@@ -134,7 +125,7 @@ pub fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaseFileError> {
 
 /// Runs every case of `files` against the mapping each names, or the
 /// configuration's.
-pub fn run(config: &Config, files: &[PathBuf]) -> Result<Report, CaseFileError> {
+pub fn run(config: &Config, files: &[PathBuf]) -> Result<Report, FileError> {
     let mut report = Report::default();
     for file in files {
         run_file(config, file, &mut report)?;
@@ -148,7 +139,7 @@ fn config_under_test(
     config: &Config,
     case_file: &Path,
     transforms: Option<&[String]>,
-) -> Result<Config, CaseFileError> {
+) -> Result<Config, FileError> {
     let mut config = config.clone();
     if let Some(names) = transforms {
         let dir = case_file.parent().unwrap_or(Path::new(""));
@@ -161,7 +152,7 @@ fn config_under_test(
                         path: path.display().to_string(),
                         text,
                     })
-                    .map_err(|e| CaseFileError {
+                    .map_err(|e| FileError {
                         file: path.display().to_string(),
                         line: None,
                         message: e.to_string(),
@@ -169,18 +160,14 @@ fn config_under_test(
             })
             .collect::<Result<_, _>>()?;
     }
-    config.mapping = Mapping::compile(&config.transforms, Some(TEST_HASH_KEY), &config.raw.scripts)
-        .map_err(|e| CaseFileError {
-            file: e.file,
-            line: e.line,
-            message: e.message,
-        })?;
+    config.mapping =
+        Mapping::compile(&config.transforms, Some(TEST_HASH_KEY), &config.raw.scripts)?;
     Ok(config)
 }
 
-fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), CaseFileError> {
+fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), FileError> {
     let name = path.display().to_string();
-    let error = |line: Option<usize>, message: String| CaseFileError {
+    let error = |line: Option<usize>, message: String| FileError {
         file: name.clone(),
         line,
         message,

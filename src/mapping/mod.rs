@@ -145,11 +145,11 @@ pub struct TransformFile {
     pub text: String,
 }
 
-/// A transform file that cannot be used: the file, the line when known,
-/// and the reason.
+/// A file that cannot be used (a transform, a golden case file): the
+/// file, the line when known, and the reason.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
-pub struct TransformFileError {
+pub struct FileError {
     pub file: String,
     pub line: Option<usize>,
     pub message: String,
@@ -195,12 +195,12 @@ impl Mapping {
         files: &[TransformFile],
         hash_key: Option<&str>,
         limits: &ScriptsConfig,
-    ) -> Result<Self, TransformFileError> {
+    ) -> Result<Self, FileError> {
         let hash_key = hash_key.map(|k| HashKey::new(k.as_bytes()));
         let engine = ScriptEngine::new(limits, hash_key.clone());
         let mut links = Vec::with_capacity(files.len());
         for file in files {
-            let error = |line: Option<usize>, message: String| TransformFileError {
+            let error = |line: Option<usize>, message: String| FileError {
                 file: file.path.clone(),
                 line,
                 message,
@@ -281,14 +281,14 @@ fn is_script(path: &str) -> bool {
 /// Checks that hold across files: something names the event types, and
 /// every `types.<EventType>` section names a type the chain can produce
 /// (a misspelt one would silently never run). Scripts may name any type.
-fn check_chain(files: &[TransformFile], links: &[Link]) -> Result<(), TransformFileError> {
-    let whole_chain = |file: &TransformFile, message: String| TransformFileError {
+fn check_chain(files: &[TransformFile], links: &[Link]) -> Result<(), FileError> {
+    let whole_chain = |file: &TransformFile, message: String| FileError {
         file: file.path.clone(),
         line: None,
         message,
     };
     let Some(first) = files.first() else {
-        return Err(TransformFileError {
+        return Err(FileError {
             file: "mapping.transforms".into(),
             line: None,
             message: "names no transform file".into(),

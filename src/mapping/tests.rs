@@ -13,7 +13,7 @@ fn file(path: &str, text: &str) -> TransformFile {
     }
 }
 
-fn compile(texts: &[&str]) -> Result<Mapping, TransformFileError> {
+fn compile(texts: &[&str]) -> Result<Mapping, FileError> {
     let files: Vec<TransformFile> = texts
         .iter()
         .enumerate()
