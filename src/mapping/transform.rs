@@ -73,17 +73,9 @@ impl SpecError {
     }
 }
 
-/// Parses a spanned string with `parse`, attaching its position to errors.
-fn spanned<T>(
-    value: &Spanned<String>,
-    what: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<T, SpecError> {
-    parse(value.get_ref()).map_err(|e| SpecError::at(value, format!("{what}: {e}")))
-}
-
+/// A field path of the file, its position kept for the error.
 fn path(value: &Spanned<String>, what: &str) -> Result<FieldPath, SpecError> {
-    spanned(value, what, FieldPath::parse)
+    FieldPath::parse(value.get_ref()).map_err(|e| SpecError::at(value, format!("{what}: {e}")))
 }
 
 fn steps(specs: &[Spanned<StepSpec>], hash_key: Option<&HashKey>) -> Result<Vec<Step>, SpecError> {
