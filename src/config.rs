@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::avro::{LedgerSchemas, SchemaError, SchemaFile, read_schema_files};
 use crate::mapping::{FieldPath, FileError, Mapping, TransformFile};
+use crate::registry::Registry;
 
 /// The configuration the quickstart runs with: a local broker on port 9092
 /// and the cart sample's mapping. Also the commented reference for every key.
@@ -33,6 +35,36 @@ const EMBEDDED_TRANSFORMS: &[(&str, &str)] = &[
     (
         "transforms/cart-amounts.rhai",
         include_str!("../transforms/cart-amounts.rhai"),
+    ),
+];
+
+/// The schema files the embedded default may name, compiled in like its
+/// transforms.
+const EMBEDDED_SCHEMAS: &[(&str, &str)] = &[
+    ("schemas/header.avsc", include_str!("../schemas/header.avsc")),
+    (
+        "schemas/cart/AddedToCart.avsc",
+        include_str!("../schemas/cart/AddedToCart.avsc"),
+    ),
+    (
+        "schemas/cart/CheckedOut.avsc",
+        include_str!("../schemas/cart/CheckedOut.avsc"),
+    ),
+    (
+        "schemas/cart/CouponApplied.avsc",
+        include_str!("../schemas/cart/CouponApplied.avsc"),
+    ),
+    (
+        "schemas/cart/Customer.avsc",
+        include_str!("../schemas/cart/Customer.avsc"),
+    ),
+    (
+        "schemas/cart/QuantityUpdated.avsc",
+        include_str!("../schemas/cart/QuantityUpdated.avsc"),
+    ),
+    (
+        "schemas/cart/RemovedFromCart.avsc",
+        include_str!("../schemas/cart/RemovedFromCart.avsc"),
     ),
 ];
 
@@ -103,6 +135,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Transform(#[from] FileError),
+    #[error("{0}")]
+    Schema(#[from] SchemaError),
 }
 
 /// The whole `recast.toml`.
@@ -123,6 +157,12 @@ pub struct RawConfig {
     pub source: SourceConfig,
     /// How a legacy record becomes an event.
     pub mapping: MappingConfig,
+    /// How events are written to the ledger: format and schemas.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    /// The schema registry the ledger's Avro schemas are registered with.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
     /// The operations listener: `/metrics`, `/healthz`, `/readyz`.
     #[serde(default)]
     pub http: HttpConfig,
@@ -252,6 +292,63 @@ pub struct MappingConfig {
     /// `RECAST_MAPPING__HASH_KEY`. Changing it changes every hash written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_key: Option<String>,
+}
+
+/// How ledger values are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerFormat {
+    /// Avro binary in the Confluent wire format (magic byte 0, 4-byte
+    /// schema id, datum), every event type's schema registered with the
+    /// `[registry]`: the ledger standard.
+    #[default]
+    Avro,
+    /// `{"header": {…}, "payload": {…}}` JSON, for teams without a schema
+    /// registry. With `schemas` set, events are still checked against them.
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// `avro` (default) or `json`.
+    #[serde(default)]
+    pub format: LedgerFormat,
+    /// The Avro schemas: `.avsc` files, and directories whose `*.avsc`
+    /// files are all read, relative to this file. Together they hold the
+    /// common header (`recast.EventHeader`), one record per event type
+    /// (named as the event type) and any types those share. Required with
+    /// `avro`. An event whose type has no schema, or whose payload does not
+    /// fit it, goes to the dead-letter topic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<String>,
+}
+
+/// A Confluent-compatible schema registry (Confluent Schema Registry,
+/// Karapace, Redpanda, Apicurio's compatible API).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Base URL, e.g. `https://registry.example.com:8081`.
+    pub url: String,
+    /// Basic authentication user (with `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Basic authentication password: set `RECAST_REGISTRY__PASSWORD`
+    /// from a secret store rather than writing it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Bearer token, instead of `username`/`password`:
+    /// `RECAST_REGISTRY__TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Longest wait for one request.
+    #[serde(default = "defaults::registry_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long transient failures (no connection, 5xx, 429) are retried,
+    /// with backoff, before recast gives up.
+    #[serde(default = "defaults::registry_retry_for", with = "humantime_serde")]
+    pub retry_for: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -412,6 +509,12 @@ mod defaults {
         NonZeroUsize::new(64).expect("non-zero")
     }
 
+    pub fn registry_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn registry_retry_for() -> Duration {
+        Duration::from_secs(60)
+    }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(10)
     }
@@ -473,6 +576,8 @@ pub struct Config {
     pub transforms: Vec<TransformFile>,
     /// The compiled mapping.
     pub mapping: Mapping,
+    /// The event schemas of `ledger.schemas`, when set.
+    pub schemas: Option<LedgerSchemas>,
 }
 
 impl Config {
@@ -540,13 +645,23 @@ impl Config {
         };
         let transforms = read_transforms(&raw.mapping, &origin)?;
         let mapping = Mapping::compile(&transforms, raw.mapping.hash_key.as_deref(), &raw.scripts)?;
+        let schemas = match raw.ledger.schemas.as_slice() {
+            names if names.is_empty() => None,
+            names => Some(LedgerSchemas::load(&read_schemas(names, &origin)?)?),
+        };
         Ok(Self {
             raw,
             origin,
             instance_id,
             transforms,
             mapping,
+            schemas,
         })
+    }
+
+    /// A client of the configured schema registry.
+    pub fn registry(&self) -> Option<Registry> {
+        self.raw.registry.as_ref().map(Registry::new)
     }
 
     /// The producer's `transactional.id`: stable per instance, unique per group.
@@ -595,6 +710,46 @@ fn read_transforms(
             }
         })
         .collect()
+}
+
+/// Reads the schema files of `ledger.schemas`: from disk, relative to the
+/// configuration file, or from the binary for the embedded default.
+fn read_schemas(names: &[String], origin: &Origin) -> Result<Vec<SchemaFile>, ConfigError> {
+    match origin {
+        Origin::File(config) => Ok(read_schema_files(
+            config.parent().unwrap_or(Path::new("")),
+            names,
+        )?),
+        Origin::Embedded => {
+            let mut files = Vec::new();
+            for name in names {
+                let wanted = lexical(&Path::new(EMBEDDED_DIR).join(name));
+                let before = files.len();
+                files.extend(
+                    EMBEDDED_SCHEMAS
+                        .iter()
+                        .filter(|(path, _)| {
+                            let path = Path::new(path);
+                            path == wanted || path.parent() == Some(&wanted)
+                        })
+                        .map(|(path, text)| SchemaFile {
+                            path: format!("{path} (embedded)"),
+                            text: (*text).to_owned(),
+                        }),
+                );
+                if files.len() == before {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.clone(),
+                        key: "ledger.schemas".into(),
+                        message: format!(
+                            "`{name}` is not a schema compiled into recast; pass --config to read files from disk"
+                        ),
+                    });
+                }
+            }
+            Ok(files)
+        }
+    }
 }
 
 /// `path` with `.` and `..` resolved without touching the file system.
@@ -683,6 +838,7 @@ impl RawConfig {
                 .validate()
                 .map_err(|(key, message)| invalid(&format!("dedupe.{key}"), message))?;
         }
+        self.validate_ledger(origin)?;
         if self.mapping.transforms.is_empty() {
             return Err(invalid(
                 "mapping.transforms",
@@ -699,6 +855,55 @@ impl RawConfig {
                 "mapping.hash_key",
                 format!("too short to be secret: use at least {MIN_HASH_KEY_BYTES} bytes"),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl RawConfig {
+    /// The ledger format's needs: Avro needs schemas and a registry.
+    fn validate_ledger(&self, origin: &Origin) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            origin: origin.clone(),
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        if self.ledger.format == LedgerFormat::Avro {
+            if self.ledger.schemas.is_empty() {
+                return Err(invalid(
+                    "ledger.schemas",
+                    "format = \"avro\" needs the event schemas (e.g. [\"schemas/header.avsc\", \"schemas/cart\"])",
+                ));
+            }
+            if self.registry.is_none() {
+                return Err(invalid(
+                    "registry",
+                    "format = \"avro\" needs a schema registry: add [registry] url = \"…\" (or set ledger.format = \"json\")",
+                ));
+            }
+        }
+        if let Some(registry) = &self.registry {
+            if !(registry.url.starts_with("http://") || registry.url.starts_with("https://")) {
+                return Err(invalid(
+                    "registry.url",
+                    &format!("`{}` is not an http:// or https:// URL", registry.url),
+                ));
+            }
+            match (&registry.username, &registry.password, &registry.token) {
+                (Some(_), None, _) | (None, Some(_), _) => {
+                    return Err(invalid(
+                        "registry.username",
+                        "basic authentication needs both username and password",
+                    ));
+                }
+                (Some(_), Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "registry.token",
+                        "use either a token or username and password, not both",
+                    ));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

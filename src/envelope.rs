@@ -1,5 +1,5 @@
 //! Envelope stage: an event body → a ledger event with the common header,
-//! encoded for the ledger (JSON).
+//! encoded for the ledger: Avro in the Confluent wire format, or JSON.
 //!
 //! Every field of the header but `recorded_at` is a function of the legacy
 //! record and the mapping, so replaying a record after an abort or a crash
@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::avro::{EventSchema, FitError, write_bytes, write_frame, write_long};
 use crate::legacy::Position;
 use crate::mapping::EventBody;
 use crate::timestamp::format_millis;
@@ -27,16 +28,28 @@ pub fn event_id(position: Position<'_>, index: usize) -> Uuid {
     Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes())
 }
 
-/// The common header of every ledger event.
-#[derive(Debug, Serialize)]
+/// The common header of every ledger event (`schemas/header.avsc`).
+#[derive(Debug)]
 pub struct Header<'a> {
     pub event_id: Uuid,
     pub event_type: &'a str,
-    pub occurred_at: String,
-    pub recorded_at: String,
+    pub occurred_at_ms: i64,
+    pub recorded_at_ms: i64,
     pub source: Source<'a>,
     pub correlation_id: Option<&'a str>,
     pub mapping_version: &'a str,
+}
+
+/// The header as JSON writes it: times in RFC 3339.
+#[derive(Serialize)]
+struct HeaderJson<'a> {
+    event_id: Uuid,
+    event_type: &'a str,
+    occurred_at: String,
+    recorded_at: String,
+    source: &'a Source<'a>,
+    correlation_id: Option<&'a str>,
+    mapping_version: &'a str,
 }
 
 /// Where the event came from.
@@ -50,7 +63,7 @@ pub struct Source<'a> {
 
 #[derive(Serialize)]
 struct LedgerEventJson<'a> {
-    header: &'a Header<'a>,
+    header: HeaderJson<'a>,
     payload: &'a Map<String, Value>,
 }
 
@@ -75,8 +88,8 @@ pub fn header<'a>(body: &'a EventBody, index: usize, ctx: &EnvelopeContext<'a>) 
     Header {
         event_id: event_id(ctx.position, index),
         event_type: &body.event_type,
-        occurred_at: format_millis(occurred_at_ms),
-        recorded_at: format_millis(ctx.recorded_at_ms),
+        occurred_at_ms,
+        recorded_at_ms: ctx.recorded_at_ms,
         source: Source {
             system: ctx.system,
             topic: ctx.position.topic,
@@ -90,8 +103,55 @@ pub fn header<'a>(body: &'a EventBody, index: usize, ctx: &EnvelopeContext<'a>) 
 
 /// Encodes a ledger event as JSON: `{"header": {…}, "payload": {…}}`.
 pub fn encode_json(header: &Header<'_>, payload: &Map<String, Value>) -> Vec<u8> {
+    let header = HeaderJson {
+        event_id: header.event_id,
+        event_type: header.event_type,
+        occurred_at: format_millis(header.occurred_at_ms),
+        recorded_at: format_millis(header.recorded_at_ms),
+        source: &header.source,
+        correlation_id: header.correlation_id,
+        mapping_version: header.mapping_version,
+    };
     serde_json::to_vec(&LedgerEventJson { header, payload })
         .expect("JSON maps with string keys always serialise")
+}
+
+/// Encodes a ledger event as a Confluent-framed Avro datum of its event
+/// type's schema (registered as `schema_id`): the header's fields, then
+/// the payload's. A payload that does not fit the schema is an error
+/// naming the field.
+pub fn encode_avro(
+    header: &Header<'_>,
+    payload: &Map<String, Value>,
+    schema: &EventSchema,
+    schema_id: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), FitError> {
+    write_frame(schema_id, out);
+    write_header(header, out);
+    schema.encode_payload(payload, out)
+}
+
+/// The header as `recast.EventHeader` lays it out (the schema loader
+/// refuses any other layout).
+fn write_header(header: &Header<'_>, out: &mut Vec<u8>) {
+    let mut id = Uuid::encode_buffer();
+    write_bytes(header.event_id.hyphenated().encode_lower(&mut id).as_bytes(), out);
+    write_bytes(header.event_type.as_bytes(), out);
+    write_long(header.occurred_at_ms, out);
+    write_long(header.recorded_at_ms, out);
+    write_bytes(header.source.system.as_bytes(), out);
+    write_bytes(header.source.topic.as_bytes(), out);
+    write_long(i64::from(header.source.partition), out);
+    write_long(header.source.offset, out);
+    match header.correlation_id {
+        None => write_long(0, out),
+        Some(id) => {
+            write_long(1, out);
+            write_bytes(id.as_bytes(), out);
+        }
+    }
+    write_bytes(header.mapping_version.as_bytes(), out);
 }
 
 #[cfg(test)]
@@ -133,16 +193,14 @@ mod tests {
             recorded_at_ms: 2_000,
         };
         let h = header(&body, 0, &ctx);
-        assert_eq!(h.occurred_at, "1970-01-01T00:00:01.000Z");
+        assert_eq!(h.occurred_at_ms, 1_000);
         let timed = EventBody {
             occurred_at_ms: Some(500),
             ..body.clone()
         };
-        assert_eq!(
-            header(&timed, 0, &ctx).occurred_at,
-            "1970-01-01T00:00:00.500Z"
-        );
+        assert_eq!(header(&timed, 0, &ctx).occurred_at_ms, 500);
         let json: Value = serde_json::from_slice(&encode_json(&h, &body.payload)).unwrap();
+        assert_eq!(json["header"]["occurred_at"], "1970-01-01T00:00:01.000Z");
         assert_eq!(
             json["header"]["source"],
             json!({"system": "cart-service", "topic": "legacy-cart", "partition": 2, "offset": 3})

@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::avro::{LedgerSchemas, SchemaError, read_schema_files};
 use crate::config::Config;
 use crate::legacy_file::LegacyLine;
 use crate::mapping::{FileError, Mapping, TransformFile};
 use crate::offline::{Offline, RecordOutcome};
+use crate::pipeline::Stage;
 
 /// The key `hash` steps use under `recast test`.
 pub const TEST_HASH_KEY: &str = "recast-golden-test-key";
@@ -32,6 +34,10 @@ struct CaseFile {
     /// configuration's `mapping.transforms`.
     #[serde(default)]
     transforms: Option<Vec<String>>,
+    /// The schemas their events must fit, relative to the case file.
+    /// Default: the configuration's `ledger.schemas`.
+    #[serde(default)]
+    schemas: Option<Vec<String>>,
     case: Vec<Case>,
 }
 
@@ -96,6 +102,9 @@ pub struct Report {
     /// The readable report: a line per case, the differences of failures,
     /// derived event types.
     pub text: String,
+    /// Cases expecting events that came out not fitting their schemas:
+    /// `file: case `name`: reason`, for `recast check`.
+    pub misfits: Vec<String>,
 }
 
 /// The case files at `paths` (files, or directories of `*.toml`), sorted.
@@ -133,16 +142,25 @@ pub fn run(config: &Config, files: &[PathBuf]) -> Result<Report, FileError> {
     Ok(report)
 }
 
-/// `config` with the mapping of `transforms` (or its own), compiled with
-/// the test hash key.
+/// `config` with the mapping of the case file's `transforms` (or its
+/// own), compiled with the test hash key, and its `schemas` (or its own).
 fn config_under_test(
     config: &Config,
     case_file: &Path,
-    transforms: Option<&[String]>,
+    cases: &CaseFile,
 ) -> Result<Config, FileError> {
     let mut config = config.clone();
-    if let Some(names) = transforms {
-        let dir = case_file.parent().unwrap_or(Path::new(""));
+    let dir = case_file.parent().unwrap_or(Path::new(""));
+    if let Some(names) = &cases.schemas {
+        let as_file_error = |e: SchemaError| FileError {
+            file: e.file,
+            line: None,
+            message: e.message,
+        };
+        let files = read_schema_files(dir, names).map_err(as_file_error)?;
+        config.schemas = Some(LedgerSchemas::load(&files).map_err(as_file_error)?);
+    }
+    if let Some(names) = &cases.transforms {
         config.transforms = names
             .iter()
             .map(|name| {
@@ -177,7 +195,7 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
         let line = e.span().map(|s| crate::config::line_at(&text, s.start));
         error(line, e.message().to_owned())
     })?;
-    let config = config_under_test(config, path, cases.transforms.as_deref())?;
+    let config = config_under_test(config, path, &cases)?;
     let mut offline = Offline::new(&config);
     for case in &cases.case {
         let line = LegacyLine {
@@ -190,6 +208,13 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
             timestamp: case.timestamp,
         };
         let outcome = offline.run(&line, RECORDED_AT_MS);
+        if let (RecordOutcome::Rejected(r), Some(_)) = (&outcome, &case.expect.events)
+            && r.stage == Stage::Schema
+        {
+            report
+                .misfits
+                .push(format!("{name}: case `{}`: {}", case.name, r.reason));
+        }
         let problems = compare(&case.expect, &outcome)
             .map_err(|m| error(None, format!("case `{}`: {m}", case.name)))?;
         if problems.is_empty() {

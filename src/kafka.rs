@@ -37,6 +37,8 @@ pub enum StartupError {
         what: &'static str,
         source: Box<KafkaError>,
     },
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// The base client configuration: brokers plus the operator's passthrough

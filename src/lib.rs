@@ -9,6 +9,8 @@
 //! `recast replay` ([`replay`]).
 
 pub mod admin;
+pub mod avro;
+pub mod check;
 pub mod config;
 pub mod dead_letter;
 pub mod decode;
@@ -25,6 +27,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod offline;
 pub mod pipeline;
+pub mod registry;
 pub mod replay;
 pub mod restore;
 pub mod sink;

@@ -51,9 +51,15 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         stop_when_idle: Option<Duration>,
     },
-    /// Validate the configuration and compile the transforms, without
-    /// connecting to anything.
-    Check,
+    /// Validate everything before running: configuration, transforms,
+    /// schemas, that every golden case's events fit their schemas, and,
+    /// with a registry configured, that every schema is compatible with
+    /// its subject's latest version. One line per problem; exit 1 on any.
+    Check {
+        /// Skip the schema registry (validate only what needs no network).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Run the golden cases of the transforms: legacy records and what
     /// must become of them.
     Test {
@@ -85,6 +91,13 @@ enum Command {
     Load {
         #[arg(long)]
         input: PathBuf,
+    },
+    /// Serve an in-memory schema registry (the subset of Confluent's REST
+    /// API recast uses) until stopped: for local runs. It forgets every
+    /// schema when it stops: not for production.
+    DevRegistry {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
     },
     /// Create the legacy, ledger and dead-letter topics when missing.
     CreateTopics {
@@ -142,13 +155,20 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         .build()?;
     match command {
         Command::Run { stop_when_idle } => runtime.block_on(run_worker(config, stop_when_idle)),
-        Command::Check => {
-            println!("{}: configuration is valid", config.origin);
-            for file in &config.transforms {
-                println!("  transform {}", file.path);
-            }
-            println!("  mapping version {}", config.mapping.version());
-            Ok(())
+        Command::Check { offline } => check(config, offline),
+        Command::DevRegistry { listen } => {
+            let registry = recast::registry::dev::DevRegistry::start(&listen)
+                .with_context(|| format!("listening on {listen}"))?;
+            println!("dev schema registry at {} (in memory; Ctrl-C stops it)", registry.url());
+            runtime.block_on(async {
+                let mut sigterm =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = sigterm.recv() => {}
+                }
+                anyhow::Ok(())
+            })
         }
         Command::Test { paths } => golden_test(config, paths),
         Command::Replay { input, output } => replay(config, &input, output.as_deref()),
@@ -171,6 +191,25 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn check(config: &Config, offline: bool) -> anyhow::Result<()> {
+    let cases_dir = default_cases_dir(config);
+    let cases = if cases_dir.is_dir() {
+        golden::case_files(&[cases_dir])?
+    } else {
+        Vec::new()
+    };
+    let registry = if offline { None } else { config.registry() };
+    let report = recast::check::check(config, &cases, registry.as_ref());
+    print!("{}", report.text);
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
+    if !report.problems.is_empty() {
+        bail!("{} problem(s) found", report.problems.len());
+    }
+    Ok(())
 }
 
 fn golden_test(config: &Config, mut paths: Vec<PathBuf>) -> anyhow::Result<()> {

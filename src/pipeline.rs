@@ -6,10 +6,14 @@
 //! always gives the same outcome. The worker runs it inside a transaction;
 //! tests and benches run it directly.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::avro::LedgerSchemas;
 use crate::config::Config;
 use crate::decode::Decoder;
 use crate::dedupe::{DedupeKey, DedupeWindow, KeySource, Verdict};
-use crate::envelope::{EnvelopeContext, encode_json, header};
+use crate::envelope::{EnvelopeContext, Header, encode_avro, encode_json, header};
 use crate::legacy::LegacyRecord;
 use crate::mapping::{EventBody, Mapped, Mapping};
 
@@ -18,6 +22,8 @@ use crate::mapping::{EventBody, Mapped, Mapping};
 pub enum Stage {
     Decode,
     Mapping,
+    /// An event has no schema, or does not fit its schema.
+    Schema,
     /// The encoded event could not be written (larger than the producer
     /// may send).
     Encode,
@@ -28,6 +34,7 @@ impl Stage {
         match self {
             Stage::Decode => "decode",
             Stage::Mapping => "mapping",
+            Stage::Schema => "schema",
             Stage::Encode => "encode",
         }
     }
@@ -73,6 +80,19 @@ pub enum Settled {
     Rejected(Rejection),
 }
 
+/// The registry's id of each event type's schema, from registering them.
+pub type SchemaIds = Arc<HashMap<String, u32>>;
+
+/// How events are encoded for the ledger.
+#[derive(Debug, Clone)]
+enum Encoding {
+    /// JSON; checked against the schemas when there are any, so offline
+    /// runs reject what the Avro ledger would.
+    Json(Option<LedgerSchemas>),
+    /// Confluent-framed Avro with the registered schema ids.
+    Avro(LedgerSchemas, SchemaIds),
+}
+
 /// The compiled per-record core.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -81,10 +101,22 @@ pub struct Pipeline {
     dedupe: Option<KeySource>,
     system: String,
     max_output_bytes: usize,
+    encoding: Encoding,
 }
 
 impl Pipeline {
+    /// The core writing JSON events (checked against the configured
+    /// schemas, if any): the ledger's JSON format, and the offline tools.
     pub fn new(config: &Config) -> Self {
+        Self::with_encoding(config, Encoding::Json(config.schemas.clone()))
+    }
+
+    /// The core writing Avro events with the schema ids the registry gave.
+    pub fn avro(config: &Config, schemas: LedgerSchemas, ids: SchemaIds) -> Self {
+        Self::with_encoding(config, Encoding::Avro(schemas, ids))
+    }
+
+    fn with_encoding(config: &Config, encoding: Encoding) -> Self {
         let raw = &config.raw;
         Self {
             decoder: Decoder::new(
@@ -95,6 +127,7 @@ impl Pipeline {
             dedupe: raw.dedupe.as_ref().map(KeySource::compile),
             system: raw.source.system.clone(),
             max_output_bytes: raw.limits.max_output_bytes.get(),
+            encoding,
         }
     }
 
@@ -116,22 +149,60 @@ impl Pipeline {
             kafka_timestamp_ms: record.timestamp_ms,
             recorded_at_ms,
         };
-        let events = bodies
-            .into_iter()
-            .enumerate()
-            .map(|(index, body)| {
-                let value = encode_json(&header(&body, index, &ctx), &body.payload);
-                let dedupe_key = self.dedupe_key(&body, record);
-                LedgerEvent {
-                    key: body.key,
-                    value,
-                    event_type: body.event_type,
-                    derived_from: body.derived_from,
-                    dedupe_key,
+        let mut events = Vec::with_capacity(bodies.len());
+        for (index, body) in bodies.into_iter().enumerate() {
+            let value = match self.encode(&header(&body, index, &ctx), &body) {
+                Ok(value) => value,
+                Err(reason) => {
+                    return Outcome::Rejected(Rejection {
+                        stage: Stage::Schema,
+                        reason,
+                    });
                 }
-            })
-            .collect();
+            };
+            let dedupe_key = self.dedupe_key(&body, record);
+            events.push(LedgerEvent {
+                key: body.key,
+                value,
+                event_type: body.event_type,
+                derived_from: body.derived_from,
+                dedupe_key,
+            });
+        }
         Outcome::Events(events)
+    }
+
+    /// An event's ledger value; the reason when it has no schema or does
+    /// not fit it.
+    fn encode(&self, header: &Header<'_>, body: &EventBody) -> Result<Vec<u8>, String> {
+        let (schemas, ids) = match &self.encoding {
+            Encoding::Json(None) => return Ok(encode_json(header, &body.payload)),
+            Encoding::Json(Some(schemas)) => (schemas, None),
+            Encoding::Avro(schemas, ids) => (schemas, Some(ids)),
+        };
+        let schema = schemas.get(&body.event_type).ok_or_else(|| {
+            format!(
+                "no schema for event type `{}` in ledger.schemas",
+                body.event_type
+            )
+        })?;
+        let fit_error = |e: crate::avro::FitError| format!("{}: {e}", schema.full_name());
+        let mut value = Vec::with_capacity(256);
+        match ids {
+            Some(ids) => {
+                let id = *ids.get(&body.event_type).unwrap_or_else(|| {
+                    unreachable!("every event schema is registered before the core runs")
+                });
+                encode_avro(header, &body.payload, schema, id, &mut value).map_err(fit_error)?;
+                Ok(value)
+            }
+            None => {
+                schema
+                    .encode_payload(&body.payload, &mut value)
+                    .map_err(fit_error)?;
+                Ok(encode_json(header, &body.payload))
+            }
+        }
     }
 
     /// Passes a record's events through the dedupe window (every key is
@@ -245,24 +316,74 @@ mod tests {
         }
     }
 
+    /// A legacy command with every field its event's schema needs.
+    const ADD: &[u8] = br#"{"command":"add.to.cart","requestId":"r","cartId":"cart-1","customer":{"id":"c-1"},"ts":1764000000137,"sku":"S","qty":2,"_meta":{"host":"h"}}"#;
+
     #[test]
     fn a_command_becomes_one_clean_event() {
-        let value = br#"{"command":"add.to.cart","requestId":"r","cartId":"cart-1","sku":"S","qty":2,"_meta":{"host":"h"}}"#;
-        let Outcome::Events(events) = pipeline().process(&record(value), 1_800_000_000_000) else {
+        let Outcome::Events(events) = pipeline().process(&record(ADD), 1_800_000_000_000) else {
             panic!("not an event")
         };
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].key, "cart-1");
         let json: Value = serde_json::from_slice(&events[0].value).unwrap();
         assert_eq!(json["header"]["event_type"], "AddedToCart");
-        assert_eq!(json["header"]["occurred_at"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(json["header"]["occurred_at"], "2025-11-24T16:00:00.137Z");
         assert_eq!(json["payload"]["qty"], 2);
         assert!(json["payload"].get("_meta").is_none());
     }
 
     #[test]
+    fn an_event_that_does_not_fit_its_schema_is_rejected_naming_the_field() {
+        let value = br#"{"command":"ADD_TO_CART","requestId":"r","cartId":"cart-1","customer":{"id":"c-1"},"ts":1,"sku":"S","qty":"2"}"#;
+        let Outcome::Rejected(r) = pipeline().process(&record(value), 0) else {
+            panic!("not rejected")
+        };
+        assert_eq!(r.stage, Stage::Schema);
+        assert_eq!(
+            r.reason,
+            "shop.cart.AddedToCart: field `qty`: expected int, got string \"2\""
+        );
+    }
+
+    #[test]
+    fn avro_events_are_framed_with_their_schema_id_and_read_back_whole() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        let schemas = config.schemas.clone().unwrap();
+        let ids: SchemaIds = Arc::new(
+            schemas
+                .event_types()
+                .zip(100..)
+                .map(|(t, id)| (t.to_owned(), id))
+                .collect(),
+        );
+        let pipeline = Pipeline::avro(&config, schemas.clone(), ids.clone());
+        let Outcome::Events(events) = pipeline.process(&record(ADD), 1_800_000_000_000) else {
+            panic!("not an event")
+        };
+        let (id, mut datum) = crate::avro::split_frame(&events[0].value).unwrap();
+        assert_eq!(id, ids["AddedToCart"]);
+        let schema = &schemas.get("AddedToCart").unwrap().schema;
+        let decoded = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+            .build()
+            .unwrap()
+            .read_value(&mut datum)
+            .unwrap();
+        assert!(datum.is_empty());
+        let json: Value = decoded.try_into().unwrap();
+        assert_eq!(json["header"]["event_type"], "AddedToCart");
+        assert_eq!(json["header"]["occurred_at"], 1_764_000_000_137_i64);
+        assert_eq!(json["header"]["recorded_at"], 1_800_000_000_000_i64);
+        assert_eq!(json["header"]["source"]["offset"], 42);
+        assert_eq!(json["header"]["correlation_id"], "r");
+        assert_eq!(json["header"]["mapping_version"], pipeline.mapping_version());
+        assert_eq!(json["qty"], 2);
+        assert_eq!(json["customer"]["email"], Value::Null);
+    }
+
+    #[test]
     fn the_same_record_gives_the_same_event_id() {
-        let value = br#"{"command":"CHECKOUT","cartId":"cart-1"}"#;
+        let value = br#"{"command":"CHECKOUT","cartId":"cart-1","requestId":"r","customer":{"id":"c"},"ts":1}"#;
         let p = pipeline();
         let ids: Vec<Value> = [1, 2]
             .iter()

@@ -173,8 +173,8 @@ mod tests {
     fn replays_a_small_file_and_sums_it_up() {
         let config = Config::load(None, Vec::new()).unwrap();
         let input = [
-            r#"{"key": "c", "value": "{\"command\": \"ADD_TO_CART\", \"requestId\": \"r1\", \"cartId\": \"c\", \"_meta\": {\"host\": \"h\"}}"}"#,
-            r#"{"key": "c", "value": "{\"command\": \"add.to.cart\", \"requestId\": \"r1\", \"cartId\": \"c\", \"_meta\": {\"host\": \"i\"}}"}"#,
+            r#"{"key": "c", "value": "{\"command\": \"ADD_TO_CART\", \"requestId\": \"r1\", \"cartId\": \"c\", \"customer\": {\"id\": \"u\"}, \"ts\": 1, \"sku\": \"S\", \"qty\": 1, \"_meta\": {\"host\": \"h\"}}"}"#,
+            r#"{"key": "c", "value": "{\"command\": \"add.to.cart\", \"requestId\": \"r1\", \"cartId\": \"c\", \"customer\": {\"id\": \"u\"}, \"ts\": 1, \"sku\": \"S\", \"qty\": 1, \"_meta\": {\"host\": \"i\"}}"}"#,
             r#"{"key": null, "value": "{\"command\": \"HEARTBEAT\"}"}"#,
             "",
             r#"{"key": "c", "value": "{\"command\": \"SELL_CART\", \"cartId\": \"c\"}"}"#,

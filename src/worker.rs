@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 
-use crate::config::Config;
+use crate::config::{Config, LedgerFormat};
 use crate::dead_letter;
 use crate::dedupe::DedupeWindow;
 use crate::http::{self, Health};
@@ -94,7 +94,18 @@ pub fn run(
         tracing::info!(%address, "http listening");
     }
     let partitions = check_cluster(config)?;
-    let pipeline = Pipeline::new(config);
+    let pipeline = match (config.raw.ledger.format, &config.registry(), &config.schemas) {
+        (LedgerFormat::Avro, Some(registry), Some(schemas)) => {
+            let ids = registry
+                .register_all(schemas, &config.raw.topics.ledger)
+                .map_err(StartupError::from)?;
+            Pipeline::avro(config, schemas.clone(), ids)
+        }
+        (LedgerFormat::Json, ..) => Pipeline::new(config),
+        (LedgerFormat::Avro, ..) => {
+            unreachable!("validation gives an avro ledger a registry and schemas")
+        }
+    };
     let sink = Sink::connect(config)?;
     health.producer_ready();
     let source = Source::connect(config)?;

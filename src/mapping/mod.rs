@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 pub use condition::toml_to_json;
 pub use path::FieldPath;
+pub use transform::is_event_type;
 use privacy::HashKey;
 use script::{Script, ScriptEngine};
 use spec::TransformSpec;
@@ -244,6 +245,19 @@ impl Mapping {
     /// transform files, so a changed mapping is visible in the ledger.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The event types the chain's command tables name. Types a script
+    /// makes up, or `unknown = "derive"` derives, cannot be listed.
+    pub fn named_event_types(&self) -> std::collections::BTreeSet<&str> {
+        self.links
+            .iter()
+            .filter_map(|link| match link {
+                Link::Declarative(transform) => transform.event_types(),
+                Link::Script(_) => None,
+            })
+            .flatten()
+            .collect()
     }
 
     /// Maps one decoded legacy object.

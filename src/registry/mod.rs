@@ -1,0 +1,360 @@
+//! The schema registry: a client for the part of the Confluent Schema
+//! Registry REST API recast uses (compatibility checks, registration,
+//! schemas by id), and an in-memory registry serving the same API for
+//! local runs and tests ([`dev`]).
+//!
+//! Start-up checks each event schema against its subject's latest version
+//! before registering it, so an incompatible change stops recast with the
+//! registry's reasons instead of a bare 409.
+
+pub mod dev;
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::avro::LedgerSchemas;
+use crate::config::RegistryConfig;
+use crate::pipeline::SchemaIds;
+
+/// The media type of the registry API (Confluent's v1).
+pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Confluent's error code for an unknown subject.
+const SUBJECT_NOT_FOUND: i64 = 40401;
+/// Confluent's error code for an unknown version (no latest yet).
+const VERSION_NOT_FOUND: i64 = 40402;
+/// Confluent's error code for an unknown schema id.
+const SCHEMA_NOT_FOUND: i64 = 40403;
+
+/// Longest pause between retries of a transient failure.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A registry answer recast cannot go on with.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No answer, or only transient failures, for `registry.retry_for`.
+    #[error("schema registry {url} unavailable for {waited:?}: {last}")]
+    Unavailable {
+        url: String,
+        waited: Duration,
+        last: String,
+    },
+    /// The registry refused a request: not worth retrying.
+    #[error("schema registry refused {request}: HTTP {status}, error {code}: {message}")]
+    Refused {
+        request: String,
+        status: u16,
+        code: i64,
+        message: String,
+    },
+    /// A schema the subject's compatibility rules refuse.
+    #[error(
+        "{subject}: schema is incompatible with the subject's latest version ({file}): {reasons}"
+    )]
+    Incompatible {
+        subject: String,
+        file: String,
+        reasons: String,
+    },
+}
+
+/// What the registry says of a schema against its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compatibility {
+    Compatible,
+    /// The subject has no version yet: anything can be registered.
+    NewSubject,
+    /// Refused, with the registry's reasons.
+    Incompatible(Vec<String>),
+}
+
+/// A client of one registry.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    url: String,
+    agent: ureq::Agent,
+    authorization: Option<String>,
+    retry_for: Duration,
+}
+
+/// A registry error body: `{"error_code": 40401, "message": "…"}`.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error_code: i64,
+    message: String,
+}
+
+impl Registry {
+    pub fn new(config: &RegistryConfig) -> Self {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(config.timeout))
+            .http_status_as_error(false)
+            .tls_config(tls)
+            .user_agent(concat!("recast/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let authorization = match (&config.username, &config.password, &config.token) {
+            (Some(user), Some(password), _) => Some(format!(
+                "Basic {}",
+                base64(format!("{user}:{password}").as_bytes())
+            )),
+            (_, _, Some(token)) => Some(format!("Bearer {token}")),
+            _ => None,
+        };
+        Self {
+            url: config.url.trim_end_matches('/').to_owned(),
+            agent,
+            authorization,
+            retry_for: config.retry_for,
+        }
+    }
+
+    /// Whether `schema` may be registered under `subject`, by the
+    /// subject's compatibility rules.
+    pub fn check_compatibility(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Compatibility, RegistryError> {
+        let path = format!(
+            "/compatibility/subjects/{}/versions/latest?verbose=true",
+            encode_path(subject)
+        );
+        match self.request(&path, Some(&schema_body(schema))) {
+            Ok(body) => {
+                if body["is_compatible"].as_bool() == Some(true) {
+                    return Ok(Compatibility::Compatible);
+                }
+                let reasons = body["messages"]
+                    .as_array()
+                    .map(|m| {
+                        m.iter()
+                            .map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(Compatibility::Incompatible(reasons))
+            }
+            Err(RegistryError::Refused { code, .. })
+                if code == SUBJECT_NOT_FOUND || code == VERSION_NOT_FOUND =>
+            {
+                Ok(Compatibility::NewSubject)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Registers `schema` under `subject` (a no-op when it is already
+    /// there) and returns its id.
+    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let path = format!("/subjects/{}/versions", encode_path(subject));
+        let body = self.request(&path, Some(&schema_body(schema)))?;
+        self.id_in(&body, &path)
+    }
+
+    /// The schema text registered under `id`; `None` when there is none.
+    pub fn schema_by_id(&self, id: u32) -> Result<Option<String>, RegistryError> {
+        match self.request(&format!("/schemas/ids/{id}"), None) {
+            Ok(body) => Ok(body["schema"].as_str().map(str::to_owned)),
+            Err(RegistryError::Refused { code, .. }) if code == SCHEMA_NOT_FOUND => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks and registers every event schema under its
+    /// `TopicRecordNameStrategy` subject; the ids by event type.
+    pub fn register_all(
+        &self,
+        schemas: &LedgerSchemas,
+        ledger_topic: &str,
+    ) -> Result<SchemaIds, RegistryError> {
+        let mut ids = std::collections::HashMap::new();
+        for schema in schemas.iter() {
+            let subject = schema.subject(ledger_topic);
+            if let Compatibility::Incompatible(reasons) =
+                self.check_compatibility(&subject, &schema.text)?
+            {
+                return Err(RegistryError::Incompatible {
+                    subject,
+                    file: schema.file.clone(),
+                    reasons: reasons.join("; "),
+                });
+            }
+            let id = self.register(&subject, &schema.text)?;
+            tracing::info!(%subject, id, "schema registered");
+            ids.insert(schema.event_type().to_owned(), id);
+        }
+        Ok(std::sync::Arc::new(ids))
+    }
+
+    fn id_in(&self, body: &serde_json::Value, path: &str) -> Result<u32, RegistryError> {
+        body["id"]
+            .as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| RegistryError::Refused {
+                request: format!("POST {}{path}", self.url),
+                status: 200,
+                code: 0,
+                message: format!("answer without a schema id: {body}"),
+            })
+    }
+
+    /// One request, retried with backoff while failures are transient
+    /// (no connection, 5xx, 429) and `retry_for` has not passed.
+    fn request(&self, path: &str, body: Option<&str>) -> Result<serde_json::Value, RegistryError> {
+        let url = format!("{}{path}", self.url);
+        let method = if body.is_some() { "POST" } else { "GET" };
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let last = match self.send(&url, body) {
+                Ok(Answer::Success(value)) => return Ok(value),
+                Ok(Answer::Refused {
+                    status,
+                    code,
+                    message,
+                }) if !(status >= 500 || status == 429) => {
+                    return Err(RegistryError::Refused {
+                        request: format!("{method} {url}"),
+                        status,
+                        code,
+                        message,
+                    });
+                }
+                Ok(Answer::Refused {
+                    status, message, ..
+                }) => format!("HTTP {status}: {message}"),
+                Err(transport) => transport,
+            };
+            if started.elapsed() + backoff > self.retry_for {
+                return Err(RegistryError::Unavailable {
+                    url: self.url.clone(),
+                    waited: started.elapsed(),
+                    last,
+                });
+            }
+            tracing::warn!(%url, error = %last, retry_in = ?backoff, "schema registry request failed");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// POSTs `body`, or GETs without one.
+    fn send(&self, url: &str, body: Option<&str>) -> Result<Answer, String> {
+        let response = match body {
+            Some(body) => self
+                .authorized(self.agent.post(url))
+                .header("Content-Type", CONTENT_TYPE)
+                .send(body),
+            None => self.authorized(self.agent.get(url)).call(),
+        };
+        let mut response = response.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_str(&text)
+                .map(Answer::Success)
+                .map_err(|e| format!("answer is not JSON ({e}): {text}"));
+        }
+        Ok(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(error) => Answer::Refused {
+                status,
+                code: error.error_code,
+                message: error.message,
+            },
+            Err(_) => Answer::Refused {
+                status,
+                code: 0,
+                message: text,
+            },
+        })
+    }
+}
+
+impl Registry {
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let request = request.header("Accept", CONTENT_TYPE);
+        match &self.authorization {
+            Some(value) => request.header("Authorization", value),
+            None => request,
+        }
+    }
+}
+
+enum Answer {
+    Success(serde_json::Value),
+    Refused {
+        status: u16,
+        code: i64,
+        message: String,
+    },
+}
+
+/// The body of register and compatibility requests.
+fn schema_body(schema: &str) -> String {
+    json!({ "schemaType": "AVRO", "schema": schema }).to_string()
+}
+
+/// Percent-encodes a subject for a URL path (subjects may hold any
+/// character a topic or record name can).
+fn encode_path(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding, for basic authentication.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_base64() {
+        assert_eq!(base64(b"Aladdin:open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b""), "");
+    }
+
+    #[test]
+    fn subjects_are_encoded_for_paths() {
+        assert_eq!(
+            encode_path("ledger-cart-shop.cart.AddedToCart"),
+            "ledger-cart-shop.cart.AddedToCart"
+        );
+        assert_eq!(encode_path("a b/c"), "a%20b%2Fc");
+    }
+}
