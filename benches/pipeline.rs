@@ -1,20 +1,28 @@
 //! Throughput of the pure per-record core (decode → mapping → envelope →
-//! JSON encode) on the sample legacy records, and of each stage alone: the
-//! mapping as shipped (`cart.toml` then `cart-amounts.rhai`), the
+//! encode) on the sample legacy records — writing Confluent-framed Avro as
+//! the worker does, and JSON without schemas — and of each stage alone:
+//! decode, the envelope and encoding (Avro, JSON), the mapping as shipped (`cart.toml` then `cart-amounts.rhai`), the
 //! declarative file alone, the same mapping written as a Rhai script
 //! (`benches/cart.rhai`), and a chain that uses most of the declarative
 //! language (conditions with regexes, casts, renames, masks, per-type
 //! steps).
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
+use serde_json::{Map, Value};
 use std::hint::black_box;
+
+use std::sync::Arc;
 
 use recast::config::Config;
 use recast::decode::Decoder;
+use recast::envelope::{EnvelopeContext, encode_avro, encode_json, header};
 use recast::legacy::{LegacyRecord, Position};
 use recast::legacy_file::{LegacyLine, parse};
-use recast::mapping::{Mapping, TransformFile};
-use recast::pipeline::Pipeline;
+use recast::mapping::{Mapped, Mapping, TransformFile};
+use recast::pipeline::{Pipeline, SchemaIds};
 
 fn sample() -> Vec<LegacyLine> {
     let text = std::fs::read_to_string(concat!(
@@ -48,14 +56,34 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(n));
 
-    let pipeline = Pipeline::new(&config);
-    group.bench_function("process_sample", |b| {
-        b.iter(|| {
-            for record in &records {
-                black_box(pipeline.process(record, 1_764_000_100_000));
-            }
-        });
+    let schemas = config
+        .schemas
+        .clone()
+        .expect("the embedded default has schemas");
+    let ids: SchemaIds = Arc::new(
+        schemas
+            .event_types()
+            .zip(1..)
+            .map(|(t, id)| (t.to_owned(), id))
+            .collect(),
+    );
+    let avro = Pipeline::avro(&config, schemas, ids.clone());
+    let json = Pipeline::new(&Config {
+        schemas: None,
+        ..config.clone()
     });
+    for (name, pipeline) in [
+        ("process_sample_avro", &avro),
+        ("process_sample_json", &json),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for record in &records {
+                    black_box(pipeline.process(record, 1_764_000_100_000));
+                }
+            });
+        });
+    }
 
     let decoder = Decoder::new(921_600, 64);
     group.bench_function("decode", |b| {
@@ -71,6 +99,7 @@ fn bench(c: &mut Criterion) {
         .filter_map(|r| decoder.decode(r.value).ok().map(|object| (r, object)))
         .collect();
     group.throughput(Throughput::Elements(objects.len() as u64));
+    bench_encoding(&mut group, &config, &objects, &ids);
     let rich = rich_mapping(&config);
     let declarative = only(&config, &config.transforms[..1]);
     let script = only(
@@ -99,6 +128,61 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// The envelope and the encoding alone, per mapped event: Avro (the
+/// schema check is the encoding) and JSON.
+fn bench_encoding(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    config: &Config,
+    objects: &[(&LegacyRecord<'_>, Map<String, Value>)],
+    ids: &SchemaIds,
+) {
+    let schemas = config
+        .schemas
+        .as_ref()
+        .expect("the embedded default has schemas");
+    let bodies: Vec<_> = objects
+        .iter()
+        .filter_map(
+            |(record, object)| match config.mapping.apply(object.clone(), record) {
+                Ok(Mapped::Events(mut bodies)) => Some((*record, bodies.remove(0))),
+                _ => None,
+            },
+        )
+        .collect();
+    let version = config.mapping.version();
+    group.bench_function("envelope_encode_avro", |b| {
+        b.iter(|| {
+            for (record, body) in &bodies {
+                let ctx = envelope(record, version);
+                let schema = schemas.get(&body.event_type).expect("a schema");
+                let mut out = Vec::with_capacity(256);
+                let id = ids[&body.event_type];
+                let _ = encode_avro(&header(body, 0, &ctx), &body.payload, schema, id, &mut out);
+                black_box(out);
+            }
+        });
+    });
+    group.bench_function("envelope_encode_json", |b| {
+        b.iter(|| {
+            for (record, body) in &bodies {
+                let ctx = envelope(record, version);
+                black_box(encode_json(&header(body, 0, &ctx), &body.payload));
+            }
+        });
+    });
+}
+
+/// The envelope of a sample record's event.
+fn envelope<'a>(record: &LegacyRecord<'a>, mapping_version: &'a str) -> EnvelopeContext<'a> {
+    EnvelopeContext {
+        system: "cart-service",
+        mapping_version,
+        position: record.position,
+        kafka_timestamp_ms: record.timestamp_ms,
+        recorded_at_ms: 1_764_000_100_000,
+    }
 }
 
 /// A mapping of just these files.

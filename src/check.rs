@@ -28,7 +28,11 @@ pub fn check(config: &Config, case_files: &[PathBuf], registry: Option<&Registry
     for file in &config.transforms {
         let _ = writeln!(report.text, "  transform {}", file.path);
     }
-    let _ = writeln!(report.text, "  mapping version {}", config.mapping.version());
+    let _ = writeln!(
+        report.text,
+        "  mapping version {}",
+        config.mapping.version()
+    );
     if let Some(schemas) = &config.schemas {
         for schema in schemas.iter() {
             let _ = writeln!(

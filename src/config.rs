@@ -41,7 +41,10 @@ const EMBEDDED_TRANSFORMS: &[(&str, &str)] = &[
 /// The schema files the embedded default may name, compiled in like its
 /// transforms.
 const EMBEDDED_SCHEMAS: &[(&str, &str)] = &[
-    ("schemas/header.avsc", include_str!("../schemas/header.avsc")),
+    (
+        "schemas/header.avsc",
+        include_str!("../schemas/header.avsc"),
+    ),
     (
         "schemas/cart/AddedToCart.avsc",
         include_str!("../schemas/cart/AddedToCart.avsc"),
@@ -646,7 +649,7 @@ impl Config {
         let transforms = read_transforms(&raw.mapping, &origin)?;
         let mapping = Mapping::compile(&transforms, raw.mapping.hash_key.as_deref(), &raw.scripts)?;
         let schemas = match raw.ledger.schemas.as_slice() {
-            names if names.is_empty() => None,
+            [] => None,
             names => Some(LedgerSchemas::load(&read_schemas(names, &origin)?)?),
         };
         Ok(Self {

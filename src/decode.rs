@@ -5,8 +5,13 @@
 //! otherwise invalid JSON, nesting deep enough to hurt, and JSON that is not
 //! an object. Each becomes a [`DecodeError`] whose message is the reason
 //! written to the dead-letter topic.
+//!
+//! A value in the Confluent wire format (magic byte 0, which no JSON text
+//! starts with) is Avro: decoded with its writer schema from the registry.
 
 use serde_json::{Map, Value};
+
+use crate::avro::{WriterSchemas, split_frame};
 
 /// Why a legacy value could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +34,12 @@ pub enum DecodeError {
     },
     #[error("JSON value is {found}, not an object")]
     NotAnObject { found: &'static str },
+    #[error("{0}")]
+    Avro(String),
+    #[error(
+        "Confluent-framed Avro value (schema id {0}), but no [registry] is configured to decode it"
+    )]
+    AvroWithoutRegistry(u32),
 }
 
 /// The decode stage, with its limits.
@@ -36,6 +47,7 @@ pub enum DecodeError {
 pub struct Decoder {
     max_value_bytes: usize,
     max_depth: usize,
+    writer_schemas: Option<WriterSchemas>,
 }
 
 impl Decoder {
@@ -43,7 +55,22 @@ impl Decoder {
         Self {
             max_value_bytes,
             max_depth,
+            writer_schemas: None,
         }
+    }
+
+    /// Decodes Avro values with these writer schemas.
+    #[must_use]
+    pub fn reading_avro(self, writer_schemas: WriterSchemas) -> Self {
+        Self {
+            writer_schemas: Some(writer_schemas),
+            ..self
+        }
+    }
+
+    /// The writer schemas of Avro values, when read.
+    pub fn writer_schemas(&self) -> Option<&WriterSchemas> {
+        self.writer_schemas.as_ref()
     }
 
     /// Decodes one legacy value into a JSON object.
@@ -54,6 +81,12 @@ impl Decoder {
                 size: bytes.len(),
                 limit: self.max_value_bytes,
             });
+        }
+        if let Some((id, datum)) = split_frame(bytes) {
+            return match &self.writer_schemas {
+                Some(schemas) => schemas.decode(id, datum).map_err(DecodeError::Avro),
+                None => Err(DecodeError::AvroWithoutRegistry(id)),
+            };
         }
         let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
             valid_up_to: e.valid_up_to(),

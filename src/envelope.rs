@@ -136,7 +136,14 @@ pub fn encode_avro(
 /// refuses any other layout).
 fn write_header(header: &Header<'_>, out: &mut Vec<u8>) {
     let mut id = Uuid::encode_buffer();
-    write_bytes(header.event_id.hyphenated().encode_lower(&mut id).as_bytes(), out);
+    write_bytes(
+        header
+            .event_id
+            .hyphenated()
+            .encode_lower(&mut id)
+            .as_bytes(),
+        out,
+    );
     write_bytes(header.event_type.as_bytes(), out);
     write_long(header.occurred_at_ms, out);
     write_long(header.recorded_at_ms, out);

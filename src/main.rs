@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use recast::avro::WriterSchemas;
 use recast::config::{Config, ConfigError};
 use recast::log_reader::{CommittedRecord, read_committed};
 use recast::worker::{RunOptions, WorkerError};
@@ -159,7 +160,10 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::DevRegistry { listen } => {
             let registry = recast::registry::dev::DevRegistry::start(&listen)
                 .with_context(|| format!("listening on {listen}"))?;
-            println!("dev schema registry at {} (in memory; Ctrl-C stops it)", registry.url());
+            println!(
+                "dev schema registry at {} (in memory; Ctrl-C stops it)",
+                registry.url()
+            );
             runtime.block_on(async {
                 let mut sigterm =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -338,12 +342,19 @@ fn inspect(config: &Config, topic: &str, limit: Option<usize>) -> anyhow::Result
         config.raw.kafka.connect_timeout,
     )
     .with_context(|| format!("reading {name}"))?;
+    // Avro values are shown decoded, with their schemas from the registry.
+    let avro = config.registry().map(WriterSchemas::new);
+    if let Some(avro) = &avro {
+        avro.prefetch(log.committed.iter().map(|r| r.value.as_deref()))
+            .context("fetching the schemas of Avro values")?;
+    }
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for (i, record) in log.committed.iter().enumerate() {
-        let label = summary_label(role, record);
+        let decoded = decode_avro(record, avro.as_ref());
+        let label = summary_label(role, record, decoded.as_ref());
         *counts.entry(label.clone()).or_default() += 1;
         if limit.is_none_or(|l| i < l) {
-            println!("{}", describe(role, record, &label));
+            println!("{}", describe(role, record, decoded.as_ref(), &label));
         }
     }
     println!(
@@ -358,14 +369,24 @@ fn inspect(config: &Config, topic: &str, limit: Option<usize>) -> anyhow::Result
     Ok(())
 }
 
-fn summary_label(role: &str, record: &CommittedRecord) -> String {
+/// A Confluent-framed Avro value as JSON, with its schema id; `None` for
+/// other values. An undecodable one shows why.
+fn decode_avro(record: &CommittedRecord, avro: Option<&WriterSchemas>) -> Option<(u32, Value)> {
+    let (id, datum) = recast::avro::split_frame(record.value.as_deref()?)?;
+    let decoded = match avro?.decode(id, datum) {
+        Ok(object) => Value::Object(object),
+        Err(reason) => Value::String(format!("(undecodable: {reason})")),
+    };
+    Some((id, decoded))
+}
+
+fn summary_label(role: &str, record: &CommittedRecord, decoded: Option<&(u32, Value)>) -> String {
     match role {
-        "ledger" => record
-            .value
-            .as_deref()
-            .and_then(|v| serde_json::from_slice::<Value>(v).ok())
+        "ledger" => decoded
+            .map(|(_, v)| v.clone())
+            .or_else(|| serde_json::from_slice::<Value>(record.value.as_deref()?).ok())
             .and_then(|v| v["header"]["event_type"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "(not a JSON event)".into()),
+            .unwrap_or_else(|| "(not an event)".into()),
         "dead-letter" => format!(
             "{}: {}",
             record.header(dead_letter::STAGE).unwrap_or_default(),
@@ -375,7 +396,12 @@ fn summary_label(role: &str, record: &CommittedRecord) -> String {
     }
 }
 
-fn describe(role: &str, record: &CommittedRecord, label: &str) -> String {
+fn describe(
+    role: &str,
+    record: &CommittedRecord,
+    decoded: Option<&(u32, Value)>,
+    label: &str,
+) -> String {
     // Control characters are escaped so that binary garbage cannot garble
     // the terminal.
     let text = |b: &Option<bytes::Bytes>| {
@@ -395,7 +421,10 @@ fn describe(role: &str, record: &CommittedRecord, label: &str) -> String {
             },
         )
     };
-    let value = text(&record.value);
+    let value = match decoded {
+        Some((id, json)) => format!("avro(schema {id}) {json}"),
+        None => text(&record.value),
+    };
     let shown: String = value.chars().take(300).collect();
     let more = if shown.len() < value.len() { "…" } else { "" };
     match role {

@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::avro::LedgerSchemas;
+use crate::avro::{LedgerSchemas, WriterSchemas};
 use crate::config::Config;
 use crate::decode::Decoder;
 use crate::dedupe::{DedupeKey, DedupeWindow, KeySource, Verdict};
 use crate::envelope::{EnvelopeContext, Header, encode_avro, encode_json, header};
 use crate::legacy::LegacyRecord;
 use crate::mapping::{EventBody, Mapped, Mapping};
+use crate::registry::RegistryError;
 
 /// The stage that rejected a record, written to the dead-letter headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,28 @@ impl Pipeline {
         Self::with_encoding(config, Encoding::Json(config.schemas.clone()))
     }
 
+    /// The core decoding Confluent-framed Avro legacy values too, with
+    /// writer schemas from the registry.
+    #[must_use]
+    pub fn reading_avro(self, writer_schemas: WriterSchemas) -> Self {
+        Self {
+            decoder: self.decoder.reading_avro(writer_schemas),
+            ..self
+        }
+    }
+
+    /// Fetches the writer schemas of the Avro values among `values` that
+    /// are not known yet: run before the core sees them.
+    pub fn prefetch_writer_schemas<'a>(
+        &self,
+        values: impl IntoIterator<Item = Option<&'a [u8]>>,
+    ) -> Result<(), RegistryError> {
+        match self.decoder.writer_schemas() {
+            Some(schemas) => schemas.prefetch(values),
+            None => Ok(()),
+        }
+    }
+
     /// The core writing Avro events with the schema ids the registry gave.
     pub fn avro(config: &Config, schemas: LedgerSchemas, ids: SchemaIds) -> Self {
         Self::with_encoding(config, Encoding::Avro(schemas, ids))
@@ -188,21 +211,20 @@ impl Pipeline {
         })?;
         let fit_error = |e: crate::avro::FitError| format!("{}: {e}", schema.full_name());
         let mut value = Vec::with_capacity(256);
-        match ids {
-            Some(ids) => {
-                let id = *ids.get(&body.event_type).unwrap_or_else(|| {
-                    unreachable!("every event schema is registered before the core runs")
-                });
-                encode_avro(header, &body.payload, schema, id, &mut value).map_err(fit_error)?;
-                Ok(value)
-            }
-            None => {
-                schema
-                    .encode_payload(&body.payload, &mut value)
-                    .map_err(fit_error)?;
-                Ok(encode_json(header, &body.payload))
-            }
-        }
+        let Some(ids) = ids else {
+            // JSON checked against the schema: the Avro bytes are the check.
+            schema
+                .encode_payload(&body.payload, &mut value)
+                .map_err(fit_error)?;
+            return Ok(encode_json(header, &body.payload));
+        };
+        // Every schema is registered before the core runs; a missing id
+        // would be recast's bug, and still no reason to write a bad event.
+        let id = *ids
+            .get(&body.event_type)
+            .ok_or_else(|| format!("{} has no registered schema id", schema.full_name()))?;
+        encode_avro(header, &body.payload, schema, id, &mut value).map_err(fit_error)?;
+        Ok(value)
     }
 
     /// Passes a record's events through the dedupe window (every key is
@@ -376,7 +398,10 @@ mod tests {
         assert_eq!(json["header"]["recorded_at"], 1_800_000_000_000_i64);
         assert_eq!(json["header"]["source"]["offset"], 42);
         assert_eq!(json["header"]["correlation_id"], "r");
-        assert_eq!(json["header"]["mapping_version"], pipeline.mapping_version());
+        assert_eq!(
+            json["header"]["mapping_version"],
+            pipeline.mapping_version()
+        );
         assert_eq!(json["qty"], 2);
         assert_eq!(json["customer"]["email"], Value::Null);
     }

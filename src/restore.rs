@@ -26,6 +26,8 @@ pub enum RestoreError {
     },
     #[error("re-reading the legacy topic: {0}")]
     Read(KafkaError),
+    #[error("re-reading the legacy topic: {0}")]
+    Registry(crate::registry::RegistryError),
     #[error("partition {partition}: no record at or past offset {until} within {timeout:?}")]
     Stalled {
         partition: i32,
@@ -143,6 +145,9 @@ fn read_back(
                 };
                 let r = &mut pending[i];
                 if message.offset() < r.until && !done[i] {
+                    pipeline
+                        .prefetch_writer_schemas([message.payload()])
+                        .map_err(RestoreError::Registry)?;
                     let record = legacy_record(&message);
                     for key in pipeline.dedupe_keys(&record) {
                         window.restore(r.partition, key, message.offset(), record.timestamp_ms);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 
+use crate::avro::WriterSchemas;
 use crate::config::{Config, LedgerFormat};
 use crate::dead_letter;
 use crate::dedupe::DedupeWindow;
@@ -94,7 +95,11 @@ pub fn run(
         tracing::info!(%address, "http listening");
     }
     let partitions = check_cluster(config)?;
-    let pipeline = match (config.raw.ledger.format, &config.registry(), &config.schemas) {
+    let pipeline = match (
+        config.raw.ledger.format,
+        &config.registry(),
+        &config.schemas,
+    ) {
         (LedgerFormat::Avro, Some(registry), Some(schemas)) => {
             let ids = registry
                 .register_all(schemas, &config.raw.topics.ledger)
@@ -105,6 +110,10 @@ pub fn run(
         (LedgerFormat::Avro, ..) => {
             unreachable!("validation gives an avro ledger a registry and schemas")
         }
+    };
+    let pipeline = match config.registry() {
+        Some(registry) => pipeline.reading_avro(WriterSchemas::new(registry)),
+        None => pipeline,
     };
     let sink = Sink::connect(config)?;
     health.producer_ready();
@@ -343,6 +352,9 @@ impl Worker<'_> {
         let span = tracing::debug_span!("transaction", sequence, records = batch.len(), first);
         let _entered = span.enter();
         let started = Instant::now();
+        self.pipeline
+            .prefetch_writer_schemas(batch.iter().map(Message::payload))
+            .map_err(|e| TxnError::Fatal(e.to_string()))?;
         self.sink.begin()?;
         let recorded_at_ms = now_ms();
         let mut outcomes = BatchOutcomes::default();

@@ -28,7 +28,7 @@ fn rejected(key: &'static str, value: Option<&[u8]>, reason: &'static str) -> Ba
 /// A valid command: must become an event.
 fn valid(key: Option<&'static str>, cart: &str, id: &str) -> Bad {
     let value = format!(
-        r#"{{"command": "AddToCart", "requestId": "{id}", "cartId": "{cart}", "sku": "S", "qty": 1}}"#
+        r#"{{"command": "AddToCart", "requestId": "{id}", "cartId": "{cart}", "customer": {{"id": "c-1"}}, "ts": 1764000000000, "sku": "S", "qty": 1}}"#
     );
     Bad {
         key,
@@ -78,6 +78,15 @@ fn cases() -> Vec<Bad> {
             "bad-time",
             Some(br#"{"command": "checkout", "cartId": "c", "ts": "last tuesday"}"#),
             "event time at `ts`",
+        ),
+        // Mapped, but not what the event's schema says: never half-right
+        // in the ledger.
+        rejected(
+            "misfit",
+            Some(
+                br#"{"command": "AddToCart", "requestId": "r-misfit", "cartId": "c", "customer": {"id": "c-1"}, "ts": 1, "sku": "S", "qty": "many"}"#,
+            ),
+            "shop.cart.AddedToCart: field `qty`: expected int, got string \"many\"",
         ),
         // A null key is fine: the ledger key comes from the payload.
         valid(None, "cart-null-key", "r-null-key"),
@@ -168,9 +177,9 @@ fn an_event_above_the_output_limit_is_dead_lettered_not_retried_forever() {
     // A broker refusing an oversized record would fail every retry of its
     // transaction; recast refuses it first, against limits.max_output_bytes.
     let s = Scenario::new("output-limit", 1);
-    let note = "n".repeat(5_000);
+    let sku = "n".repeat(5_000);
     let big = format!(
-        r#"{{"command": "AddToCart", "requestId": "r-big", "cartId": "cart-big", "note": "{note}"}}"#
+        r#"{{"command": "AddToCart", "requestId": "r-big", "cartId": "cart-big", "customer": {{"id": "c-1"}}, "ts": 1764000000000, "sku": "{sku}", "qty": 1}}"#
     );
     let cases = vec![
         Bad {

@@ -46,23 +46,42 @@ fn a_bad_configuration_exits_2_naming_file_and_key() {
 
 #[test]
 fn check_accepts_the_shipped_configurations() {
-    // The production example takes its hash key from the environment.
-    let secret = [("RECAST_MAPPING__HASH_KEY", "a-secret-of-at-least-16-bytes")];
-    for (path, env) in [
-        ("deploy/local/recast.toml", &[][..]),
-        ("deploy/recast.example.toml", &secret[..]),
+    // The local one against a registry; the production example offline,
+    // with its secrets from the environment.
+    let secrets = [
+        ("RECAST_MAPPING__HASH_KEY", "a-secret-of-at-least-16-bytes"),
+        ("RECAST_REGISTRY__PASSWORD", "registry-password"),
+    ];
+    let local = [("RECAST_REGISTRY__URL", common::registry())];
+    for (path, env, args) in [
+        ("deploy/local/recast.toml", &local[..], &["check"][..]),
+        (
+            "deploy/recast.example.toml",
+            &secrets[..],
+            &["check", "--offline"][..],
+        ),
     ] {
         let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
-        let output = recast(&["--config", &full, "check"], env);
+        let output = recast(&[&["--config", &full][..], args].concat(), env);
         assert!(output.status.success(), "{path}: {}", stderr(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("transforms/cart.toml"), "{path}: {stdout}");
         assert!(
-            String::from_utf8_lossy(&output.stdout).contains("transforms/cart.toml"),
-            "{path}"
+            stdout.contains("schema shop.cart.AddedToCart"),
+            "{path}: {stdout}"
         );
+        assert!(stdout.contains("golden cases run"), "{path}: {stdout}");
     }
-    // Without it, `hash` steps cannot run: refused, naming the step's line.
+    // Against the registry, each subject is named with its state.
+    let full = format!("{}/deploy/local/recast.toml", env!("CARGO_MANIFEST_DIR"));
+    let output = recast(&["--config", &full, "check"], &local);
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("ledger-cart-shop.cart.CheckedOut: new subject")
+    );
+    // Without the hash key, `hash` steps cannot run: refused, naming the step's line.
     let full = format!("{}/deploy/recast.example.toml", env!("CARGO_MANIFEST_DIR"));
-    let output = recast(&["--config", &full, "check"], &[]);
+    let output = recast(&["--config", &full, "check", "--offline"], &secrets[1..]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("transforms/cart.toml:34: `hash` needs a secret key"),

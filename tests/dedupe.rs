@@ -94,7 +94,7 @@ fn command(request: &str, timestamp: i64) -> LegacyLine {
     LegacyLine {
         key: Some("cart-1".into()),
         value: Some(format!(
-            r#"{{"command": "AddToCart", "requestId": "{request}", "cartId": "cart-1", "sku": "S", "qty": 1}}"#
+            r#"{{"command": "AddToCart", "requestId": "{request}", "cartId": "cart-1", "customer": {{"id": "c-1"}}, "ts": 1764000000000, "sku": "S", "qty": 1}}"#
         )),
         headers: std::collections::BTreeMap::new(),
         timestamp: Some(timestamp),

@@ -70,7 +70,8 @@ fn the_deployment_has_what_recast_needs() {
 }
 
 /// The config map's configuration, laid out as the pod mounts it next to
-/// the repository's transforms, loads: keys valid, transform paths right.
+/// the repository's transforms and schemas, loads: keys valid, transform
+/// and schema paths right.
 #[test]
 fn the_configmap_carries_a_valid_configuration() {
     let docs = manifests();
@@ -87,6 +88,17 @@ fn the_configmap_carries_a_valid_configuration() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml" || e == "rhai") {
             std::fs::copy(&path, transforms_dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let schemas_dir = etc.path().join("schemas");
+    std::fs::create_dir_all(&schemas_dir).unwrap();
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    for dir in [schemas.clone(), schemas.join("cart")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "avsc") {
+                std::fs::copy(&path, schemas_dir.join(path.file_name().unwrap())).unwrap();
+            }
         }
     }
     let env = [

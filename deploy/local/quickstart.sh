@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# The quickstart: starts a local broker (installing it the first time),
-# creates the topics, loads the sample legacy traffic, runs recast on the
-# embedded default configuration until the legacy topic is drained, and
-# shows what landed in the ledger and in the dead-letter topic.
-#   deploy/local/quickstart.sh            (broker on 127.0.0.1:9092)
-#   PORT=19092 deploy/local/quickstart.sh (another port)
+# The quickstart: starts a local broker (installing it the first time) and
+# an in-memory schema registry, creates the topics, loads the sample legacy
+# traffic, runs recast on the embedded default configuration until the
+# legacy topic is drained, and shows what landed in the ledger (Avro,
+# decoded through the registry) and in the dead-letter topic.
+#   deploy/local/quickstart.sh            (broker on 127.0.0.1:9092, registry on :8081)
+#   PORT=19092 REGISTRY_PORT=18081 deploy/local/quickstart.sh (other ports)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 port=${PORT:-9092}
+registry_port=${REGISTRY_PORT:-8081}
 export RECAST_KAFKA__BROKERS="127.0.0.1:$port"
+export RECAST_REGISTRY__URL="http://127.0.0.1:$registry_port"
 
 cargo build --quiet --bin recast
 recast=target/debug/recast
 
 deploy/local/broker.sh start "$port"
-trap 'deploy/local/broker.sh stop "$port"' EXIT
+$recast dev-registry --listen "127.0.0.1:$registry_port" >/dev/null &
+registry_pid=$!
+trap 'kill $registry_pid; deploy/local/broker.sh stop "$port"' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 step "the mapping against its golden cases (recast test)"
 if ! golden=$(RUST_LOG=warn $recast test); then echo "$golden"; exit 1; fi
 echo "$golden" | tail -n 1
+step "configuration, transforms, schemas and their registry subjects (recast check)"
+RUST_LOG=warn $recast check | grep -v '^  transform\|^  schema'
 step "the mapping over the sample, offline (recast replay)"
 RUST_LOG=warn $recast replay --input tests/data/legacy-cart.jsonl --output /dev/null
 step "creating topics"

@@ -246,7 +246,8 @@ impl Encoder<'_> {
                 let format = time::macros::format_description!("[year]-[month]-[day]");
                 let date = Date::parse(text, &format)
                     .map_err(|_| at.error(format!("`{text}` is not a date (YYYY-MM-DD)")))?;
-                let days = date.to_julian_day() - time::macros::date!(1970 - 01 - 01).to_julian_day();
+                let days =
+                    date.to_julian_day() - time::macros::date!(1970 - 01 - 01).to_julian_day();
                 write_long(i64::from(days), out);
                 Ok(())
             }
@@ -275,13 +276,17 @@ impl Encoder<'_> {
                 Ok(())
             }
             (Schema::Enum(e), Value::String(s)) => {
-                let index = e.symbols.iter().position(|symbol| symbol == s).ok_or_else(|| {
-                    at.error(format!(
-                        "`{s}` is not a symbol of {} ({})",
-                        e.name.fullname(None),
-                        e.symbols.join(", ")
-                    ))
-                })?;
+                let index = e
+                    .symbols
+                    .iter()
+                    .position(|symbol| symbol == s)
+                    .ok_or_else(|| {
+                        at.error(format!(
+                            "`{s}` is not a symbol of {} ({})",
+                            e.name.fullname(None),
+                            e.symbols.join(", ")
+                        ))
+                    })?;
                 write_long(index as i64, out);
                 Ok(())
             }
@@ -450,7 +455,10 @@ fn unscaled(text: &str, decimal: &DecimalSchema) -> Result<i128, String> {
     };
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
     if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
     {
         return Err(invalid());
     }
@@ -544,7 +552,12 @@ fn describe(schema: &Schema) -> String {
         Schema::Ref { name } => name.fullname(None),
         Schema::Array(_) => "an array".into(),
         Schema::Map(_) => "a map (object)".into(),
-        Schema::Union(u) => u.variants().iter().map(describe).collect::<Vec<_>>().join(" or "),
+        Schema::Union(u) => u
+            .variants()
+            .iter()
+            .map(describe)
+            .collect::<Vec<_>>()
+            .join(" or "),
         Schema::Decimal(d) => format!("decimal({}, {})", d.precision, d.scale),
         Schema::Uuid(_) => "a UUID".into(),
         Schema::Date => "a date".into(),

@@ -4,11 +4,13 @@
 
 mod encode;
 mod schemas;
+mod writer_schemas;
 
 pub use encode::{FitError, Names, encode_value, write_bytes, write_long};
 pub use schemas::{
     EventSchema, HEADER_NAME, LedgerSchemas, SchemaError, SchemaFile, read_schema_files,
 };
+pub use writer_schemas::WriterSchemas;
 
 /// First byte of a Confluent-framed value.
 pub const MAGIC: u8 = 0;

@@ -396,10 +396,7 @@ fn full_name(json: &Value, enclosing: Option<&str>) -> Option<String> {
         return None;
     }
     let name = json.get("name")?.as_str()?;
-    let namespace = json
-        .get("namespace")
-        .and_then(Value::as_str)
-        .or(enclosing);
+    let namespace = json.get("namespace").and_then(Value::as_str).or(enclosing);
     Some(qualify(name, namespace))
 }
 

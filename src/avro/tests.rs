@@ -51,7 +51,10 @@ fn the_shipped_schemas_cover_the_cart_events() {
         ]
     );
     let added = schemas.get("AddedToCart").unwrap();
-    assert_eq!(added.subject("ledger-cart"), "ledger-cart-shop.cart.AddedToCart");
+    assert_eq!(
+        added.subject("ledger-cart"),
+        "ledger-cart-shop.cart.AddedToCart"
+    );
     // Self-contained: the header and the customer are inlined, docs kept.
     let text: Value = serde_json::from_str(&added.text).unwrap();
     assert_eq!(text["fields"][0]["type"]["name"], "EventHeader");
@@ -141,8 +144,14 @@ fn a_payload_that_does_not_fit_names_the_field_and_why() {
 #[test]
 fn unions_take_the_branch_of_the_value() {
     let schema = r#"["null", "long", "string"]"#;
-    assert_eq!(round_trip(schema, &json!(null)).unwrap(), Avro::Union(0, Box::new(Avro::Null)));
-    assert_eq!(round_trip(schema, &json!(5)).unwrap(), Avro::Union(1, Box::new(Avro::Long(5))));
+    assert_eq!(
+        round_trip(schema, &json!(null)).unwrap(),
+        Avro::Union(0, Box::new(Avro::Null))
+    );
+    assert_eq!(
+        round_trip(schema, &json!(5)).unwrap(),
+        Avro::Union(1, Box::new(Avro::Long(5)))
+    );
     assert_eq!(
         round_trip(schema, &json!("x")).unwrap(),
         Avro::Union(2, Box::new(Avro::String("x".into())))
@@ -191,16 +200,25 @@ fn logical_types_take_their_json_forms() {
         "field ``: `yesterday` is not an RFC 3339 time"
     );
     let date = r#"{"type":"int","logicalType":"date"}"#;
-    assert_eq!(round_trip(date, &json!("1970-01-11")).unwrap(), Avro::Date(10));
+    assert_eq!(
+        round_trip(date, &json!("1970-01-11")).unwrap(),
+        Avro::Date(10)
+    );
     let uuid = r#"{"type":"string","logicalType":"uuid"}"#;
     let id = "318f74a0-4767-55c9-9e9f-6b580379b8da";
     assert_eq!(
         round_trip(uuid, &json!(id)).unwrap(),
         Avro::Uuid(id.parse().unwrap())
     );
-    assert_eq!(fit_error(uuid, &json!("nope")), "field ``: `nope` is not a UUID");
+    assert_eq!(
+        fit_error(uuid, &json!("nope")),
+        "field ``: `nope` is not a UUID"
+    );
     let e = r#"{"type":"enum","name":"Colour","symbols":["RED","GREEN"]}"#;
-    assert_eq!(round_trip(e, &json!("GREEN")).unwrap(), Avro::Enum(1, "GREEN".into()));
+    assert_eq!(
+        round_trip(e, &json!("GREEN")).unwrap(),
+        Avro::Enum(1, "GREEN".into())
+    );
     assert_eq!(
         fit_error(e, &json!("BLUE")),
         "field ``: `BLUE` is not a symbol of Colour (RED, GREEN)"
@@ -213,7 +231,11 @@ fn decimals_are_exact_or_refused() {
     let unscaled = |value: Value| match round_trip(money, &value).unwrap() {
         Avro::Decimal(d) => {
             let bytes: Vec<u8> = (&d).try_into().unwrap();
-            let mut full = if bytes[0] & 0x80 == 0 { [0u8; 16] } else { [0xff; 16] };
+            let mut full = if bytes[0] & 0x80 == 0 {
+                [0u8; 16]
+            } else {
+                [0xff; 16]
+            };
             full[16 - bytes.len()..].copy_from_slice(&bytes);
             i128::from_be_bytes(full)
         }
@@ -244,14 +266,29 @@ fn decimals_are_exact_or_refused() {
 #[test]
 fn a_header_other_than_recasts_is_refused() {
     let mut files = schema_files();
-    let header = files.iter_mut().find(|f| f.path.ends_with("header.avsc")).unwrap();
-    header.text = header.text.replace("\"mapping_version\"", "\"mapping_hash\"");
+    let header = files
+        .iter_mut()
+        .find(|f| f.path.ends_with("header.avsc"))
+        .unwrap();
+    header.text = header
+        .text
+        .replace("\"mapping_version\"", "\"mapping_hash\"");
     let error = LedgerSchemas::load(&files).unwrap_err();
-    assert!(error.message.contains("differs from the header recast writes"), "{error}");
+    assert!(
+        error
+            .message
+            .contains("differs from the header recast writes"),
+        "{error}"
+    );
     // Docs alone may change.
     let mut files = schema_files();
-    let header = files.iter_mut().find(|f| f.path.ends_with("header.avsc")).unwrap();
-    header.text = header.text.replace("When recast wrote", "When the worker wrote");
+    let header = files
+        .iter_mut()
+        .find(|f| f.path.ends_with("header.avsc"))
+        .unwrap();
+    header.text = header
+        .text
+        .replace("When recast wrote", "When the worker wrote");
     assert!(LedgerSchemas::load(&files).is_ok());
 }
 
@@ -276,7 +313,10 @@ fn schema_files_with_problems_are_named() {
         text: "{\"type\": \"record\",\n \"name\": ".into(),
     });
     let error = LedgerSchemas::load(&files).unwrap_err().to_string();
-    assert!(error.starts_with("schemas/bad.avsc: invalid JSON at line 2"), "{error}");
+    assert!(
+        error.starts_with("schemas/bad.avsc: invalid JSON at line 2"),
+        "{error}"
+    );
 }
 
 proptest! {
@@ -314,4 +354,80 @@ proptest! {
             ("note".into(), note),
         ]));
     }
+}
+
+#[test]
+fn legacy_avro_values_decode_with_their_writer_schema() {
+    use crate::registry::{Registry, dev::DevRegistry};
+    let dev = DevRegistry::start("127.0.0.1:0").unwrap();
+    let registry = Registry::new(&crate::config::RegistryConfig {
+        url: dev.url(),
+        username: None,
+        password: None,
+        token: None,
+        timeout: std::time::Duration::from_secs(5),
+        retry_for: std::time::Duration::from_secs(5),
+    });
+    let command = r#"{"type":"record","name":"Cmd","fields":[
+        {"name":"command","type":"string"},{"name":"qty","type":"int"},
+        {"name":"note","type":["null","string"],"default":null}]}"#;
+    let list = r#"{"type":"record","name":"Node","fields":[
+        {"name":"next","type":["null","Node"]}]}"#;
+    let command_id = registry.register("legacy-value", command).unwrap();
+    let list_id = registry.register("list-value", list).unwrap();
+
+    let schema = apache_avro::Schema::parse_str(command).unwrap();
+    let mut datum = Vec::new();
+    encode_value(
+        &schema,
+        &json!({"command": "ADD_TO_CART", "qty": 2, "note": "x"}),
+        &Names::new(),
+        &mut datum,
+    )
+    .unwrap();
+    let framed = |id: u32, datum: &[u8]| {
+        let mut v = Vec::new();
+        write_frame(id, &mut v);
+        v.extend_from_slice(datum);
+        v
+    };
+    let good = framed(command_id, &datum);
+    let unknown = framed(4242, &datum);
+    let recursive = framed(list_id, &[0]);
+    let schemas = WriterSchemas::new(registry);
+    schemas
+        .prefetch([
+            Some(&good[..]),
+            Some(&unknown[..]),
+            Some(&recursive[..]),
+            None,
+        ])
+        .unwrap();
+
+    let decoded = schemas.decode(command_id, &datum).unwrap();
+    assert_eq!(
+        Value::Object(decoded),
+        json!({"command": "ADD_TO_CART", "qty": 2, "note": "x"})
+    );
+    assert_eq!(
+        schemas.decode(4242, &datum).unwrap_err(),
+        "schema id 4242 is not in the registry"
+    );
+    assert!(
+        schemas
+            .decode(list_id, &[0])
+            .unwrap_err()
+            .contains("is recursive (through Node)")
+    );
+    let truncated = schemas.decode(command_id, &datum[..3]).unwrap_err();
+    assert!(
+        truncated.starts_with("invalid Avro datum for schema id"),
+        "{truncated}"
+    );
+    let mut trailing = datum.clone();
+    trailing.push(7);
+    assert_eq!(
+        schemas.decode(command_id, &trailing).unwrap_err(),
+        format!("1 bytes after the Avro datum of schema id {command_id}")
+    );
 }

@@ -23,11 +23,11 @@ use sha2::{Digest, Sha256};
 
 pub use condition::toml_to_json;
 pub use path::FieldPath;
-pub use transform::is_event_type;
 use privacy::HashKey;
 use script::{Script, ScriptEngine};
 use spec::TransformSpec;
 use transform::Transform;
+pub use transform::is_event_type;
 
 use crate::config::{ScriptsConfig, line_at};
 use crate::legacy::LegacyRecord;

@@ -71,11 +71,19 @@ impl DevRegistry {
 struct State {
     /// Every distinct schema, id = index + 1 (ids are global, as in
     /// Confluent's registry: one schema under two subjects has one id).
-    schemas: Vec<(Value, Schema)>,
+    schemas: Vec<Registered>,
     /// Each subject's versions (ids), oldest first.
     subjects: BTreeMap<String, Vec<u32>>,
     global_level: Option<String>,
     subject_levels: BTreeMap<String, String>,
+}
+
+/// A schema as registered: its text, kept as sent, its JSON for
+/// comparisons, and its parsed form for compatibility checks.
+struct Registered {
+    text: String,
+    json: Value,
+    schema: Schema,
 }
 
 /// An answer: status and JSON body.
@@ -102,13 +110,15 @@ fn serve(state: &Mutex<State>, mut request: tiny_http::Request) {
         .read_to_string(&mut body);
     let (status, value) = match read {
         Ok(_) => {
-            let mut state = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut state = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             route(&mut state, &method, &url, &body)
         }
         Err(e) => error(400, 400, format!("cannot read the request body: {e}")),
     };
-    let header = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE)
-        .expect("a valid header");
+    let header =
+        tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE).expect("a valid header");
     let response = tiny_http::Response::from_string(value.to_string())
         .with_status_code(status)
         .with_header(header);
@@ -140,26 +150,25 @@ fn route(state: &mut State, method: &str, url: &str, body: &str) -> Reply {
             }
         }
         ("POST", ["subjects", subject, "versions"]) => match parse_schema(body) {
-            Ok((json, schema)) => state.register(subject, json, schema),
+            Ok(registered) => state.register(subject, registered),
             Err(reply) => reply,
         },
         ("POST", ["subjects", subject]) => match parse_schema(body) {
-            Ok((json, _)) => state.lookup(subject, &json),
+            Ok(registered) => state.lookup(subject, &registered.json),
             Err(reply) => reply,
         },
         ("POST", ["compatibility", "subjects", subject, "versions", version]) => {
             match parse_schema(body) {
-                Ok((_, schema)) => state.check(subject, version, &schema, verbose),
+                Ok(registered) => state.check(subject, version, &registered.schema, verbose),
                 Err(reply) => reply,
             }
         }
-        ("GET", ["schemas", "ids", id]) => match id.parse::<u32>().ok().and_then(|id| {
-            state
-                .schemas
-                .get((id as usize).wrapping_sub(1))
-                .map(|(json, _)| json)
-        }) {
-            Some(json) => (200, json!({ "schema": json.to_string() })),
+        ("GET", ["schemas", "ids", id]) => match id
+            .parse::<u32>()
+            .ok()
+            .and_then(|id| state.schemas.get((id as usize).wrapping_sub(1)))
+        {
+            Some(registered) => (200, json!({ "schema": registered.text })),
             None => error(404, 40403, "Schema not found"),
         },
         ("GET", ["config"]) => (200, json!({ "compatibilityLevel": state.global() })),
@@ -225,19 +234,19 @@ impl State {
             "subject": subject,
             "version": version,
             "id": id,
-            "schema": self.schemas[id as usize - 1].0.to_string(),
+            "schema": self.schemas[id as usize - 1].text,
         })
     }
 
-    fn register(&mut self, subject: &str, json: Value, schema: Schema) -> Reply {
-        let existing = self.schemas.iter().position(|(known, _)| *known == json);
+    fn register(&mut self, subject: &str, new: Registered) -> Reply {
+        let existing = self.schemas.iter().position(|known| known.json == new.json);
         if let Some(index) = existing {
             let id = index as u32 + 1;
             if self.subjects.get(subject).is_some_and(|v| v.contains(&id)) {
                 return (200, json!({ "id": id }));
             }
         }
-        let problems = self.incompatibilities(subject, &schema);
+        let problems = self.incompatibilities(subject, &new.schema);
         if !problems.is_empty() {
             return error(
                 409,
@@ -248,12 +257,11 @@ impl State {
                 ),
             );
         }
-        let id = match existing {
-            Some(index) => index as u32 + 1,
-            None => {
-                self.schemas.push((json, schema));
-                self.schemas.len() as u32
-            }
+        let id = if let Some(index) = existing {
+            index as u32 + 1
+        } else {
+            self.schemas.push(new);
+            self.schemas.len() as u32
         };
         self.subjects
             .entry(subject.to_owned())
@@ -269,7 +277,7 @@ impl State {
         versions
             .iter()
             .enumerate()
-            .find(|(_, id)| self.schemas[**id as usize - 1].0 == *json)
+            .find(|(_, id)| self.schemas[**id as usize - 1].json == *json)
             .map_or_else(
                 || error(404, 40403, "Schema not found"),
                 |(index, id)| (200, self.describe(subject, index + 1, *id)),
@@ -288,7 +296,7 @@ impl State {
                 Ok(found) => found,
                 Err(reply) => return reply,
             };
-            let against = &self.schemas[id as usize - 1].1;
+            let against = &self.schemas[id as usize - 1].schema;
             incompatibilities(self.level(subject), against, schema)
         };
         let mut body = json!({ "is_compatible": problems.is_empty() });
@@ -312,7 +320,7 @@ impl State {
         };
         against
             .iter()
-            .flat_map(|id| incompatibilities(level, &self.schemas[*id as usize - 1].1, schema))
+            .flat_map(|id| incompatibilities(level, &self.schemas[*id as usize - 1].schema, schema))
             .collect()
     }
 }
@@ -320,14 +328,14 @@ impl State {
 /// Why `new` may not follow `old` under `level`.
 fn incompatibilities(level: &str, old: &Schema, new: &Schema) -> Vec<String> {
     let backward = || {
-        SchemaCompatibility::can_read(old, new)
-            .err()
-            .map(|e| format!("BACKWARD: the new schema cannot read data written with the old one: {e}"))
+        SchemaCompatibility::can_read(old, new).err().map(|e| {
+            format!("BACKWARD: the new schema cannot read data written with the old one: {e}")
+        })
     };
     let forward = || {
-        SchemaCompatibility::can_read(new, old)
-            .err()
-            .map(|e| format!("FORWARD: the old schema cannot read data written with the new one: {e}"))
+        SchemaCompatibility::can_read(new, old).err().map(|e| {
+            format!("FORWARD: the old schema cannot read data written with the new one: {e}")
+        })
     };
     match level.trim_end_matches("_TRANSITIVE") {
         "BACKWARD" => backward().into_iter().collect(),
@@ -338,7 +346,7 @@ fn incompatibilities(level: &str, old: &Schema, new: &Schema) -> Vec<String> {
 }
 
 /// The schema of a register, lookup or compatibility request.
-fn parse_schema(body: &str) -> Result<(Value, Schema), Reply> {
+fn parse_schema(body: &str) -> Result<Registered, Reply> {
     let request: Value = serde_json::from_str(body)
         .map_err(|e| error(400, 400, format!("Unrecognized request body: {e}")))?;
     match request.get("schemaType").and_then(Value::as_str) {
@@ -358,7 +366,11 @@ fn parse_schema(body: &str) -> Result<(Value, Schema), Reply> {
         .map_err(|e| error(422, 42201, format!("Invalid schema: {e}")))?;
     let schema =
         Schema::parse(&json).map_err(|e| error(422, 42201, format!("Invalid schema: {e}")))?;
-    Ok((json, schema))
+    Ok(Registered {
+        text: text.to_owned(),
+        json,
+        schema,
+    })
 }
 
 fn parse_level(body: &str) -> Result<String, Reply> {
@@ -371,7 +383,10 @@ fn parse_level(body: &str) -> Result<String, Reply> {
         Err(error(
             422,
             42203,
-            format!("Invalid compatibility level `{level}`: one of {}", LEVELS.join(", ")),
+            format!(
+                "Invalid compatibility level `{level}`: one of {}",
+                LEVELS.join(", ")
+            ),
         ))
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod dev;
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -244,6 +245,14 @@ impl Registry {
         }
     }
 
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let request = request.header("Accept", CONTENT_TYPE);
+        match &self.authorization {
+            Some(value) => request.header("Authorization", value),
+            None => request,
+        }
+    }
+
     /// POSTs `body`, or GETs without one.
     fn send(&self, url: &str, body: Option<&str>) -> Result<Answer, String> {
         let response = match body {
@@ -279,16 +288,6 @@ impl Registry {
     }
 }
 
-impl Registry {
-    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        let request = request.header("Accept", CONTENT_TYPE);
-        match &self.authorization {
-            Some(value) => request.header("Authorization", value),
-            None => request,
-        }
-    }
-}
-
 enum Answer {
     Success(serde_json::Value),
     Refused {
@@ -311,7 +310,7 @@ fn encode_path(segment: &str) -> String {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
             out.push(byte as char);
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            let _ = write!(out, "%{byte:02X}");
         }
     }
     out
@@ -319,8 +318,7 @@ fn encode_path(segment: &str) -> String {
 
 /// Standard base64 with padding, for basic authentication.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -339,22 +337,4 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_are_base64() {
-        assert_eq!(base64(b"Aladdin:open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b""), "");
-    }
-
-    #[test]
-    fn subjects_are_encoded_for_paths() {
-        assert_eq!(
-            encode_path("ledger-cart-shop.cart.AddedToCart"),
-            "ledger-cart-shop.cart.AddedToCart"
-        );
-        assert_eq!(encode_path("a b/c"), "a%20b%2Fc");
-    }
-}
+mod tests;

@@ -1,7 +1,8 @@
 //! Shared harness of the integration tests: a real Kafka-protocol broker on
 //! loopback (started once per test binary, stopped when the binary exits),
-//! uniquely named topics and groups, the `recast` binary as a child
-//! process, and the ledger read back through the log-level committed reader.
+//! an in-process schema registry, uniquely named topics and groups, the
+//! `recast` binary as a child process, and the ledger read back through the
+//! log-level committed reader and decoded through the registry.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 use std::net::TcpListener;
@@ -33,6 +34,17 @@ pub fn brokers() -> &'static str {
             (address, Some(watchdog))
         })
         .0
+}
+
+/// The schema registry of this test binary: recast's in-memory registry,
+/// serving the Confluent REST API on loopback from this process.
+pub fn registry() -> &'static str {
+    static REGISTRY: OnceLock<String> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        recast::registry::dev::DevRegistry::start("127.0.0.1:0")
+            .expect("start the registry")
+            .url()
+    })
 }
 
 fn repo() -> &'static Path {
@@ -154,6 +166,14 @@ impl Scenario {
         set("topics.dead_letter", self.dead_letter.clone().into());
         // Several workers share the machine: each takes a free port.
         set("http.listen", "127.0.0.1:0".into());
+        set("registry.url", registry().into());
+        set(
+            "ledger.schemas",
+            toml::Value::Array(vec![
+                concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/header.avsc").into(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/cart").into(),
+            ]),
+        );
         // The file is written elsewhere: name the shipped transforms by
         // their absolute paths.
         set(
@@ -379,10 +399,53 @@ pub fn correlation_ids(ledger: &TopicLog) -> Vec<String> {
         .collect()
 }
 
-/// A ledger event's JSON.
+/// A ledger event as JSON, `{"header": {…}, "payload": {…}}` with times in
+/// RFC 3339, whichever format it was written in: a Confluent-framed Avro
+/// value is decoded by apache-avro with the schema the registry holds
+/// under its id (not with recast's own schema files or encoder).
 pub fn event_json(record: &recast::log_reader::CommittedRecord) -> Value {
-    serde_json::from_slice(record.value.as_deref().expect("event has a value"))
-        .expect("event is JSON")
+    let value = record.value.as_deref().expect("event has a value");
+    let Some((id, mut datum)) = recast::avro::split_frame(value) else {
+        return serde_json::from_slice(value).expect("event is JSON");
+    };
+    let schema = registered_schema(id);
+    let decoded = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+        .build()
+        .unwrap()
+        .read_value(&mut datum)
+        .unwrap_or_else(|e| panic!("event is not a datum of schema {id}: {e}"));
+    assert!(datum.is_empty(), "bytes after the datum of schema {id}");
+    let Value::Object(mut fields) = Value::try_from(decoded).expect("datum as JSON") else {
+        panic!("event is not a record")
+    };
+    let mut header = fields.remove("header").expect("event has a header");
+    for time in ["occurred_at", "recorded_at"] {
+        let ms = header[time].as_i64().expect("header times are longs");
+        header[time] = recast::timestamp::format_millis(ms).into();
+    }
+    serde_json::json!({ "header": header, "payload": fields })
+}
+
+/// The schema registered under `id`, fetched once.
+fn registered_schema(id: u32) -> apache_avro::Schema {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<u32, apache_avro::Schema>>> =
+        OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
+    cache
+        .entry(id)
+        .or_insert_with(|| {
+            let url = format!("{}/schemas/ids/{id}", registry());
+            let text = ureq::get(&url)
+                .call()
+                .expect("registry answers")
+                .body_mut()
+                .read_to_string()
+                .expect("registry answers");
+            let body: Value = serde_json::from_str(&text).expect("registry answers JSON");
+            apache_avro::Schema::parse_str(body["schema"].as_str().expect("a schema"))
+                .expect("the registered schema parses")
+        })
+        .clone()
 }
 
 /// What a correct worker does with a generated legacy record.
@@ -462,11 +525,15 @@ pub fn generate(n: usize, tag: &str) -> Vec<(LegacyLine, Expect)> {
             let (command, event_type) = COMMANDS[(i * 7 + i / 13) % COMMANDS.len()];
             let cart = format!("cart-{}", (i * 31) % 211);
             let request_id = format!("{tag}-{i}");
+            // What each command carries besides the common fields.
+            let details = match event_type {
+                "CouponApplied" => format!(r#""coupon": "WINTER-{}""#, i % 17),
+                "CheckedOut" => format!(r#""total": {}.{:02}"#, i % 500, i % 100),
+                _ => format!(r#""sku": "SKU-{}", "qty": {}"#, i % 9000, 1 + i % 5),
+            };
             let value = format!(
-                r#"{{"command": "{command}", "requestId": "{request_id}", "cartId": "{cart}", "customer": {{"id": "c-{i}", "email": "user{i}@example.com"}}, "ts": {ts}, "sku": "SKU-{sku}", "qty": {qty}, "_meta": {{"host": "cart-web-{host}", "thread": "http-nio-8080-exec-{i}", "retry": {retry}, "sql": "UPDATE cart SET v=v+1 WHERE id=?"}}, "debug_trace": "{i:032x}"}}"#,
+                r#"{{"command": "{command}", "requestId": "{request_id}", "cartId": "{cart}", "customer": {{"id": "c-{i}", "email": "user{i}@example.com"}}, "ts": {ts}, {details}, "_meta": {{"host": "cart-web-{host}", "thread": "http-nio-8080-exec-{i}", "retry": {retry}, "sql": "UPDATE cart SET v=v+1 WHERE id=?"}}, "debug_trace": "{i:032x}"}}"#,
                 ts = 1_764_000_000_000_i64 + i as i64,
-                sku = i % 9000,
-                qty = 1 + i % 5,
                 host = i % 40,
                 retry = i % 4,
             );
