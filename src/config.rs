@@ -283,6 +283,22 @@ impl Default for LimitsConfig {
 pub struct SourceConfig {
     /// Name of the legacy system, written to `header.source.system`.
     pub system: String,
+    /// What legacy values are: `json` (default), `avro` (Confluent-framed,
+    /// decoded with the writer schema the `[registry]` holds under the
+    /// frame's id), or `auto` (Avro when framed, else JSON: for topics
+    /// part-way through a migration).
+    #[serde(default)]
+    pub format: LegacyFormat,
+}
+
+/// How legacy values are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegacyFormat {
+    #[default]
+    Json,
+    Avro,
+    Auto,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -885,6 +901,12 @@ impl RawConfig {
                 ));
             }
         }
+        if self.source.format != LegacyFormat::Json && self.registry.is_none() {
+            return Err(invalid(
+                "source.format",
+                "Avro legacy values are decoded with schemas from a registry: add [registry] url = \"…\"",
+            ));
+        }
         if let Some(registry) = &self.registry {
             if !(registry.url.starts_with("http://") || registry.url.starts_with("https://")) {
                 return Err(invalid(
@@ -1039,6 +1061,40 @@ mod tests {
         assert!(err.starts_with(&format!("t.toml:{line}: ")), "{err}");
         assert!(err.contains("max_recrods"), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn avro_needs_schemas_and_a_registry() {
+        let start = EMBEDDED_DEFAULT.find("\n[registry]\n").unwrap();
+        let end = EMBEDDED_DEFAULT.find("retry_for = \"60s\"\n").unwrap() + 17;
+        let without_registry =
+            format!("{}{}", &EMBEDDED_DEFAULT[..start], &EMBEDDED_DEFAULT[end..]);
+        let err = parse(&without_registry).unwrap_err().to_string();
+        assert!(
+            err.contains("registry: format = \"avro\" needs a schema registry"),
+            "{err}"
+        );
+        let json = without_registry.replace("format = \"avro\"", "format = \"json\"");
+        let avro_input = json.replace(
+            "format = \"json\"\n\n[mapping]",
+            "format = \"avro\"\n\n[mapping]",
+        );
+        assert_ne!(avro_input, json);
+        let err = parse(&avro_input).unwrap_err().to_string();
+        assert!(err.contains("source.format: Avro legacy values"), "{err}");
+        let no_schemas = EMBEDDED_DEFAULT.replace(
+            "schemas = [\"../../schemas/header.avsc\", \"../../schemas/cart\"]",
+            "",
+        );
+        let err = parse(&no_schemas).unwrap_err().to_string();
+        assert!(
+            err.contains("ledger.schemas: format = \"avro\" needs"),
+            "{err}"
+        );
+        let basic_half =
+            EMBEDDED_DEFAULT.replace("# username = \"recast\"", "username = \"recast\"");
+        let err = parse(&basic_half).unwrap_err().to_string();
+        assert!(err.contains("needs both username and password"), "{err}");
     }
 
     #[test]

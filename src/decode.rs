@@ -6,8 +6,9 @@
 //! an object. Each becomes a [`DecodeError`] whose message is the reason
 //! written to the dead-letter topic.
 //!
-//! A value in the Confluent wire format (magic byte 0, which no JSON text
-//! starts with) is Avro: decoded with its writer schema from the registry.
+//! With `source.format = "avro"` or `"auto"`, a value in the Confluent wire
+//! format (magic byte 0, which no JSON text starts with) is Avro: decoded
+//! with its writer schema from the registry.
 
 use serde_json::{Map, Value};
 
@@ -36,10 +37,8 @@ pub enum DecodeError {
     NotAnObject { found: &'static str },
     #[error("{0}")]
     Avro(String),
-    #[error(
-        "Confluent-framed Avro value (schema id {0}), but no [registry] is configured to decode it"
-    )]
-    AvroWithoutRegistry(u32),
+    #[error("not a Confluent-framed Avro value (source.format = \"avro\")")]
+    NotAvro,
 }
 
 /// The decode stage, with its limits.
@@ -47,7 +46,10 @@ pub enum DecodeError {
 pub struct Decoder {
     max_value_bytes: usize,
     max_depth: usize,
+    /// Set when legacy values may be Avro.
     writer_schemas: Option<WriterSchemas>,
+    /// Whether values may be JSON.
+    json: bool,
 }
 
 impl Decoder {
@@ -56,14 +58,17 @@ impl Decoder {
             max_value_bytes,
             max_depth,
             writer_schemas: None,
+            json: true,
         }
     }
 
-    /// Decodes Avro values with these writer schemas.
+    /// Decodes Confluent-framed values as Avro with these writer schemas;
+    /// others as JSON only when `json_too`.
     #[must_use]
-    pub fn reading_avro(self, writer_schemas: WriterSchemas) -> Self {
+    pub fn reading_avro(self, writer_schemas: WriterSchemas, json_too: bool) -> Self {
         Self {
             writer_schemas: Some(writer_schemas),
+            json: json_too,
             ..self
         }
     }
@@ -82,11 +87,12 @@ impl Decoder {
                 limit: self.max_value_bytes,
             });
         }
-        if let Some((id, datum)) = split_frame(bytes) {
-            return match &self.writer_schemas {
-                Some(schemas) => schemas.decode(id, datum).map_err(DecodeError::Avro),
-                None => Err(DecodeError::AvroWithoutRegistry(id)),
-            };
+        if let Some(schemas) = &self.writer_schemas {
+            match split_frame(bytes) {
+                Some((id, datum)) => return schemas.decode(id, datum).map_err(DecodeError::Avro),
+                None if !self.json => return Err(DecodeError::NotAvro),
+                None => {}
+            }
         }
         let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
             valid_up_to: e.valid_up_to(),

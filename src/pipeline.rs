@@ -112,12 +112,12 @@ impl Pipeline {
         Self::with_encoding(config, Encoding::Json(config.schemas.clone()))
     }
 
-    /// The core decoding Confluent-framed Avro legacy values too, with
-    /// writer schemas from the registry.
+    /// The core decoding Confluent-framed Avro legacy values, with writer
+    /// schemas from the registry, and other values as JSON when `json_too`.
     #[must_use]
-    pub fn reading_avro(self, writer_schemas: WriterSchemas) -> Self {
+    pub fn reading_avro(self, writer_schemas: WriterSchemas, json_too: bool) -> Self {
         Self {
-            decoder: self.decoder.reading_avro(writer_schemas),
+            decoder: self.decoder.reading_avro(writer_schemas, json_too),
             ..self
         }
     }

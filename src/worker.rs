@@ -16,7 +16,7 @@ use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 
 use crate::avro::WriterSchemas;
-use crate::config::{Config, LedgerFormat};
+use crate::config::{Config, LedgerFormat, LegacyFormat};
 use crate::dead_letter;
 use crate::dedupe::DedupeWindow;
 use crate::http::{self, Health};
@@ -111,9 +111,11 @@ pub fn run(
             unreachable!("validation gives an avro ledger a registry and schemas")
         }
     };
-    let pipeline = match config.registry() {
-        Some(registry) => pipeline.reading_avro(WriterSchemas::new(registry)),
-        None => pipeline,
+    let pipeline = match (config.raw.source.format, config.registry()) {
+        (LegacyFormat::Json, _) | (_, None) => pipeline,
+        (format, Some(registry)) => {
+            pipeline.reading_avro(WriterSchemas::new(registry), format == LegacyFormat::Auto)
+        }
     };
     let sink = Sink::connect(config)?;
     health.producer_ready();

@@ -1,7 +1,8 @@
-//! Legacy topics that carry Confluent-framed Avro: values are decoded with
-//! the writer schema the registry holds under their id, and a value whose
-//! schema the registry lacks, or whose datum is broken, is dead-lettered
-//! with the reason while JSON records keep flowing beside them.
+//! Legacy topics that carry Confluent-framed Avro (`source.format =
+//! "auto"`): values are decoded with the writer schema the registry holds
+//! under their id, and a value whose schema the registry lacks, or whose
+//! datum is broken, is dead-lettered with the reason while JSON records
+//! keep flowing beside them.
 
 mod common;
 
@@ -110,7 +111,7 @@ fn avro_legacy_records_are_decoded_through_the_registry() {
         ("json", json.to_vec()),
     ];
     produce(&s.legacy, &records);
-    let config = s.config(&[]);
+    let config = s.config(&[("source.format", "\"auto\"")]);
     s.run_until_drained(&config, "avro-in", 1);
 
     let ledger = s.ledger();

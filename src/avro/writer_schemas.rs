@@ -3,8 +3,8 @@
 //! ids of a batch before running it ([`WriterSchemas::prefetch`]), so the
 //! decode stage itself stays free of I/O; each id is fetched once.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
@@ -18,18 +18,22 @@ use crate::registry::{Registry, RegistryError};
 /// with it cannot be decoded.
 type Known = Result<Arc<Schema>, String>;
 
+/// Ids remembered at most: a topic has a handful of writer schemas, but
+/// garbage that happens to start with byte 0 brings a new "id" each time.
+const MAX_REMEMBERED_IDS: u64 = 10_000;
+
 /// Writer schemas by registry id, shared by clones.
 #[derive(Debug, Clone)]
 pub struct WriterSchemas {
     registry: Registry,
-    by_id: Arc<RwLock<HashMap<u32, Known>>>,
+    by_id: moka::sync::Cache<u32, Known>,
 }
 
 impl WriterSchemas {
     pub fn new(registry: Registry) -> Self {
         Self {
             registry,
-            by_id: Arc::default(),
+            by_id: moka::sync::Cache::new(MAX_REMEMBERED_IDS),
         }
     }
 
@@ -41,15 +45,12 @@ impl WriterSchemas {
         &self,
         values: impl IntoIterator<Item = Option<&'a [u8]>>,
     ) -> Result<(), RegistryError> {
-        let unknown: BTreeSet<u32> = {
-            let known = self.by_id.read().unwrap_or_else(PoisonError::into_inner);
-            values
-                .into_iter()
-                .filter_map(|v| split_frame(v?))
-                .map(|(id, _)| id)
-                .filter(|id| !known.contains_key(id))
-                .collect()
-        };
+        let unknown: BTreeSet<u32> = values
+            .into_iter()
+            .filter_map(|v| split_frame(v?))
+            .map(|(id, _)| id)
+            .filter(|id| !self.by_id.contains_key(id))
+            .collect();
         for id in unknown {
             let known = match self.registry.schema_by_id(id)? {
                 None => Err(format!("schema id {id} is not in the registry")),
@@ -58,23 +59,17 @@ impl WriterSchemas {
             if let Err(reason) = &known {
                 tracing::warn!(id, %reason, "legacy records written with this schema are rejected");
             }
-            self.by_id
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(id, known);
+            self.by_id.insert(id, known);
         }
         Ok(())
     }
 
     /// Decodes a framed legacy value into the JSON object the mapping reads.
     pub fn decode(&self, id: u32, mut datum: &[u8]) -> Result<Map<String, Value>, String> {
-        let schema = {
-            let known = self.by_id.read().unwrap_or_else(PoisonError::into_inner);
-            match known.get(&id) {
-                Some(Ok(schema)) => schema.clone(),
-                Some(Err(reason)) => return Err(reason.clone()),
-                None => return Err(format!("schema id {id} was not fetched")),
-            }
+        let schema = match self.by_id.get(&id) {
+            Some(Ok(schema)) => schema,
+            Some(Err(reason)) => return Err(reason),
+            None => return Err(format!("schema id {id} was not fetched")),
         };
         let value = GenericDatumReader::builder(&schema)
             .build()
