@@ -103,7 +103,7 @@ pub struct Report {
     /// derived event types.
     pub text: String,
     /// Cases expecting events that came out not fitting their schemas:
-    /// `file: case `name`: reason`, for `recast check`.
+    /// `file: case "name": reason`, for `recast check`.
     pub misfits: Vec<String>,
 }
 
@@ -213,7 +213,7 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
         {
             report
                 .misfits
-                .push(format!("{name}: case `{}`: {}", case.name, r.reason));
+                .push(format!("{name}: case \"{}\": {}", case.name, r.reason));
         }
         let problems = compare(&case.expect, &outcome)
             .map_err(|m| error(None, format!("case `{}`: {m}", case.name)))?;

@@ -26,7 +26,7 @@ pub enum RestoreError {
     },
     #[error("re-reading the legacy topic: {0}")]
     Read(KafkaError),
-    #[error("re-reading the legacy topic: {0}")]
+    #[error("fetching writer schemas for the legacy topic: {0}")]
     Registry(crate::registry::RegistryError),
     #[error("partition {partition}: no record at or past offset {until} within {timeout:?}")]
     Stalled {

@@ -95,28 +95,7 @@ pub fn run(
         tracing::info!(%address, "http listening");
     }
     let partitions = check_cluster(config)?;
-    let pipeline = match (
-        config.raw.ledger.format,
-        &config.registry(),
-        &config.schemas,
-    ) {
-        (LedgerFormat::Avro, Some(registry), Some(schemas)) => {
-            let ids = registry
-                .register_all(schemas, &config.raw.topics.ledger)
-                .map_err(StartupError::from)?;
-            Pipeline::avro(config, schemas.clone(), ids)
-        }
-        (LedgerFormat::Json, ..) => Pipeline::new(config),
-        (LedgerFormat::Avro, ..) => {
-            unreachable!("validation gives an avro ledger a registry and schemas")
-        }
-    };
-    let pipeline = match (config.raw.source.format, config.registry()) {
-        (LegacyFormat::Json, _) | (_, None) => pipeline,
-        (format, Some(registry)) => {
-            pipeline.reading_avro(WriterSchemas::new(registry), format == LegacyFormat::Auto)
-        }
-    };
+    let pipeline = pipeline(config)?;
     let sink = Sink::connect(config)?;
     health.producer_ready();
     let source = Source::connect(config)?;
@@ -149,6 +128,28 @@ pub fn run(
         "worker stopped"
     );
     Ok(totals)
+}
+
+/// The core as configured: registering the ledger's schemas first when it
+/// writes Avro, reading Avro legacy values when told to.
+fn pipeline(config: &Config) -> Result<Pipeline, StartupError> {
+    let registry = config.registry();
+    let pipeline = match (config.raw.ledger.format, &registry, &config.schemas) {
+        (LedgerFormat::Avro, Some(registry), Some(schemas)) => {
+            let ids = registry.register_all(schemas, &config.raw.topics.ledger)?;
+            Pipeline::avro(config, schemas.clone(), ids)
+        }
+        (LedgerFormat::Json, ..) => Pipeline::new(config),
+        (LedgerFormat::Avro, ..) => {
+            unreachable!("validation gives an avro ledger a registry and schemas")
+        }
+    };
+    Ok(match (config.raw.source.format, registry) {
+        (LegacyFormat::Json, _) | (_, None) => pipeline,
+        (format, Some(registry)) => {
+            pipeline.reading_avro(WriterSchemas::new(registry), format == LegacyFormat::Auto)
+        }
+    })
 }
 
 struct Worker<'a> {

@@ -201,7 +201,7 @@ fn a_fenced_instance_stops_with_a_clear_message() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let output = Command::new(env!("CARGO_BIN_EXE_recast"))
-        .args(["--log-format", "json", "check"])
+        .args(["--log-format", "json", "check", "--offline"])
         .env("RUST_LOG", "info")
         .output()
         .unwrap();

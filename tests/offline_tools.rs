@@ -30,11 +30,19 @@ fn text(bytes: &[u8]) -> String {
 /// written with it into `dir`.
 fn config_with_transform(dir: &Path, transform: &str) -> PathBuf {
     std::fs::write(dir.join("custom.toml"), transform).unwrap();
-    let config = recast::config::EMBEDDED_DEFAULT.replace(
-        "transforms = [\"../../transforms/cart.toml\", \"../../transforms/cart-amounts.rhai\"]",
-        "transforms = [\"custom.toml\"]",
-    );
-    assert_ne!(config, recast::config::EMBEDDED_DEFAULT);
+    // Its events have no schemas: a JSON ledger without them.
+    let config = recast::config::EMBEDDED_DEFAULT
+        .replace(
+            "transforms = [\"../../transforms/cart.toml\", \"../../transforms/cart-amounts.rhai\"]",
+            "transforms = [\"custom.toml\"]",
+        )
+        .replace("format = \"avro\"", "format = \"json\"")
+        .replace(
+            "schemas = [\"../../schemas/header.avsc\", \"../../schemas/cart\"]",
+            "",
+        );
+    assert!(config.contains("transforms = [\"custom.toml\"]"));
+    assert!(!config.contains("../../schemas"));
     let path = dir.join("recast.toml");
     std::fs::write(&path, config).unwrap();
     path
@@ -114,14 +122,14 @@ fn recast_test_shows_each_difference_of_a_failing_case() {
 [[case]]
 name = "a wrong expectation"
 key = "cart-1"
-value = { command = "ADD_TO_CART", cartId = "cart-1", requestId = "r-1", qty = 1, _meta = { host = "h" } }
+value = { command = "ADD_TO_CART", cartId = "cart-1", requestId = "r-1", customer = { id = "c-1" }, ts = 1, sku = "T", qty = 1, _meta = { host = "h" } }
 [[case.expect.events]]
 event_type = "ItemAdded"
-payload = { cartId = "cart-1", requestId = "r-1", qty = 2, sku = "S" }
+payload = { cartId = "cart-1", requestId = "r-1", customer = { id = "c-1" }, ts = 1, qty = 2, sku = "S" }
 
 [[case]]
 name = "a rejection expected where an event comes"
-value = '{"command": "CHECKOUT", "cartId": "c"}'
+value = '{"command": "CHECKOUT", "cartId": "c", "requestId": "r-2", "customer": {"id": "c-1"}, "ts": 1}'
 expect = { rejected = { stage = "mapping", reason = "no" } }
 "#,
     )
@@ -133,7 +141,7 @@ expect = { rejected = { stage = "mapping", reason = "no" } }
         "FAILED",
         "events[0].event_type: expected \"ItemAdded\", got \"AddedToCart\"",
         "events[0].payload.qty: expected 2, got 1",
-        "events[0].payload.sku: expected \"S\", missing",
+        "events[0].payload.sku: expected \"S\", got \"T\"",
         "expected a rejection, got events: CheckedOut",
         "2 cases: 0 passed, 2 failed",
     ] {

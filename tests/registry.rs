@@ -75,13 +75,25 @@ fn an_incompatible_schema_change_is_caught_by_check_and_at_start_up() {
         .lines()
         .filter(|l| l.starts_with("problem:"))
         .collect();
-    assert_eq!(problems.len(), 1, "{stdout}");
+    let incompatible: Vec<&&str> = problems
+        .iter()
+        .filter(|p| p.contains("incompatible"))
+        .collect();
+    assert_eq!(incompatible.len(), 1, "{stdout}");
     assert!(
-        problems[0].contains(&format!(
+        incompatible[0].contains(&format!(
             "AddedToCart.avsc: incompatible with the latest version of {subject}"
-        )) && problems[0].contains("Field 'channel' in reader schema must have a default value"),
+        )) && incompatible[0]
+            .contains("Field 'channel' in reader schema must have a default value"),
         "{}",
-        problems[0]
+        incompatible[0]
+    );
+    // The golden cases of AddedToCart no longer fit the schema either.
+    assert!(
+        problems.iter().any(|p| p.contains(
+            "case \"`ADD_TO_CART` becomes AddedToCart\": shop.cart.AddedToCart: field `channel`: missing"
+        )),
+        "{stdout}"
     );
 
     let mut worker = s.spawn_worker(&config, "w-breaking", &[]);

@@ -201,29 +201,13 @@ impl Encoder<'_> {
                 write_long(i64::from(i), out);
                 Ok(())
             }
-            (
-                Schema::Long
-                | Schema::TimeMicros
-                | Schema::TimestampMillis
-                | Schema::TimestampMicros
-                | Schema::TimestampNanos
-                | Schema::LocalTimestampMillis
-                | Schema::LocalTimestampMicros
-                | Schema::LocalTimestampNanos,
-                Value::Number(n),
-            ) => {
+            (_, Value::Number(n))
+                if matches!(schema, Schema::Long | Schema::TimeMicros) || is_timestamp(schema) =>
+            {
                 write_long(integer(n).ok_or_else(mismatch)?, out);
                 Ok(())
             }
-            (
-                Schema::TimestampMillis
-                | Schema::TimestampMicros
-                | Schema::TimestampNanos
-                | Schema::LocalTimestampMillis
-                | Schema::LocalTimestampMicros
-                | Schema::LocalTimestampNanos,
-                Value::String(text),
-            ) => {
+            (_, Value::String(text)) if is_timestamp(schema) => {
                 let nanos = OffsetDateTime::parse(text, &Rfc3339)
                     .map_err(|_| at.error(format!("`{text}` is not an RFC 3339 time")))?
                     .unix_timestamp_nanos();
@@ -385,6 +369,7 @@ impl Encoder<'_> {
     fn takes(&self, schema: &Schema, value: &Value) -> bool {
         match (schema, value) {
             (Schema::Ref { name }, _) => self.names.get(name).is_some_and(|s| self.takes(s, value)),
+            (_, Value::Number(_) | Value::String(_)) if is_timestamp(schema) => true,
             (Schema::Null, Value::Null)
             | (Schema::Boolean, Value::Bool(_))
             | (
@@ -395,12 +380,6 @@ impl Encoder<'_> {
                 | Schema::Date
                 | Schema::TimeMillis
                 | Schema::TimeMicros
-                | Schema::TimestampMillis
-                | Schema::TimestampMicros
-                | Schema::TimestampNanos
-                | Schema::LocalTimestampMillis
-                | Schema::LocalTimestampMicros
-                | Schema::LocalTimestampNanos
                 | Schema::Decimal(_),
                 Value::Number(_),
             )
@@ -411,12 +390,6 @@ impl Encoder<'_> {
                 | Schema::Enum(_)
                 | Schema::Fixed(_)
                 | Schema::Date
-                | Schema::TimestampMillis
-                | Schema::TimestampMicros
-                | Schema::TimestampNanos
-                | Schema::LocalTimestampMillis
-                | Schema::LocalTimestampMicros
-                | Schema::LocalTimestampNanos
                 | Schema::Decimal(_),
                 Value::String(_),
             )
@@ -425,6 +398,20 @@ impl Encoder<'_> {
             _ => false,
         }
     }
+}
+
+/// The logical types written as a `long` count of time units since the
+/// epoch: they take an integer count or RFC 3339 text.
+fn is_timestamp(schema: &Schema) -> bool {
+    matches!(
+        schema,
+        Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos
+    )
 }
 
 /// An integer JSON number, or an integral float such as `2.0`.
@@ -562,12 +549,6 @@ fn describe(schema: &Schema) -> String {
         Schema::Uuid(_) => "a UUID".into(),
         Schema::Date => "a date".into(),
         Schema::TimeMillis | Schema::TimeMicros => "a time of day".into(),
-        Schema::TimestampMillis
-        | Schema::TimestampMicros
-        | Schema::TimestampNanos
-        | Schema::LocalTimestampMillis
-        | Schema::LocalTimestampMicros
-        | Schema::LocalTimestampNanos => "a timestamp".into(),
         Schema::Null => "null".into(),
         Schema::Boolean => "boolean".into(),
         Schema::Int => "int".into(),
@@ -578,6 +559,8 @@ fn describe(schema: &Schema) -> String {
         Schema::String => "string".into(),
         Schema::BigDecimal => "big-decimal".into(),
         Schema::Duration(_) => "duration".into(),
+        // What is left: the six kinds of `is_timestamp`.
+        _ => "a timestamp".into(),
     }
 }
 
