@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use recast::avro::WriterSchemas;
-use recast::config::{Config, ConfigError};
+use recast::config::{Config, ConfigError, LegacyFormat};
 use recast::log_reader::{CommittedRecord, read_committed};
 use recast::worker::{RunOptions, WorkerError};
 use recast::{admin, dead_letter, golden, legacy_file, loader, worker};
@@ -342,8 +342,14 @@ fn inspect(config: &Config, topic: &str, limit: Option<usize>) -> anyhow::Result
         config.raw.kafka.connect_timeout,
     )
     .with_context(|| format!("reading {name}"))?;
-    // Avro values are shown decoded, with their schemas from the registry.
-    let avro = config.registry().map(WriterSchemas::new);
+    // Avro values are shown decoded, with their schemas from the registry:
+    // the ledger's, and legacy values (dead letters too) where they are Avro.
+    let may_be_avro =
+        role != "dead-letter" && role != "legacy" || config.raw.source.format != LegacyFormat::Json;
+    let avro = config
+        .registry()
+        .filter(|_| may_be_avro)
+        .map(WriterSchemas::new);
     if let Some(avro) = &avro {
         avro.prefetch(log.committed.iter().map(|r| r.value.as_deref()))
             .context("fetching the schemas of Avro values")?;
@@ -370,14 +376,24 @@ fn inspect(config: &Config, topic: &str, limit: Option<usize>) -> anyhow::Result
 }
 
 /// A Confluent-framed Avro value as JSON, with its schema id; `None` for
-/// other values. An undecodable one shows why.
+/// other values and undecodable ones (shown as they are). A ledger event
+/// is shown as the JSON ledger writes it: header (times in RFC 3339), then
+/// payload.
 fn decode_avro(record: &CommittedRecord, avro: Option<&WriterSchemas>) -> Option<(u32, Value)> {
     let (id, datum) = recast::avro::split_frame(record.value.as_deref()?)?;
-    let decoded = match avro?.decode(id, datum) {
-        Ok(object) => Value::Object(object),
-        Err(reason) => Value::String(format!("(undecodable: {reason})")),
+    let mut object = avro?.decode(id, datum).ok()?;
+    let Some(mut header) = object.remove("header") else {
+        return Some((id, Value::Object(object)));
     };
-    Some((id, decoded))
+    for time in ["occurred_at", "recorded_at"] {
+        if let Some(ms) = header[time].as_i64() {
+            header[time] = recast::timestamp::format_millis(ms).into();
+        }
+    }
+    Some((
+        id,
+        serde_json::json!({ "header": header, "payload": object }),
+    ))
 }
 
 fn summary_label(role: &str, record: &CommittedRecord, decoded: Option<&(u32, Value)>) -> String {

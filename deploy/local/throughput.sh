@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end throughput of `recast run` against the local broker, per batch
-# size: loads N generated cart commands into a 4-partition legacy topic and
-# times the worker draining it (release build). Figures in README.md.
+# End-to-end throughput of `recast run` against the local broker and an
+# in-memory schema registry, per batch size: loads N generated cart commands
+# into a 4-partition legacy topic and times the worker draining it (release
+# build). Figures in README.md. RECAST_LEDGER__FORMAT=json measures the
+# JSON ledger instead of Avro.
 #   deploy/local/throughput.sh [RECORDS] [BATCH SIZES...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -9,12 +11,16 @@ records=${1:-100000}
 shift || true
 sizes=${*:-200 1000 5000 20000}
 port=${PORT:-19093}
+registry_port=${REGISTRY_PORT:-18082}
 export RECAST_KAFKA__BROKERS="127.0.0.1:$port"
+export RECAST_REGISTRY__URL="http://127.0.0.1:$registry_port"
 
 cargo build --quiet --release --bin recast
 recast=target/release/recast
 deploy/local/broker.sh start "$port"
-trap 'deploy/local/broker.sh stop "$port"' EXIT
+$recast dev-registry --listen "127.0.0.1:$registry_port" >/dev/null &
+registry_pid=$!
+trap 'kill $registry_pid; deploy/local/broker.sh stop "$port"' EXIT
 
 input=$(mktemp)
 python3 - "$records" >"$input" <<'PY'
