@@ -3,7 +3,8 @@
 //!
 //! The payload is checked as it is written, so a value that does not fit
 //! its schema is caught with the field it is in and why, and the event is
-//! rejected whole. The rules for JSON values (README, "Schemas"):
+//! rejected whole. The rules for JSON values (README, "Schemas and the
+//! registry"):
 //! integers for `int`/`long` (an integral float such as `2.0` too),
 //! any number for `float`/`double`, strings for `string`, `bytes`
 //! (UTF-8), `enum` (a symbol) and `fixed` (exactly its size); arrays,
