@@ -112,6 +112,11 @@ impl Pipeline {
         Self::with_encoding(config, Encoding::Json(config.schemas.clone()))
     }
 
+    /// The core writing Avro events with the schema ids the registry gave.
+    pub fn avro(config: &Config, schemas: LedgerSchemas, ids: SchemaIds) -> Self {
+        Self::with_encoding(config, Encoding::Avro(schemas, ids))
+    }
+
     /// The core decoding Confluent-framed Avro legacy values, with writer
     /// schemas from the registry, and other values as JSON when `json_too`.
     #[must_use]
@@ -132,11 +137,6 @@ impl Pipeline {
             Some(schemas) => schemas.prefetch(values),
             None => Ok(()),
         }
-    }
-
-    /// The core writing Avro events with the schema ids the registry gave.
-    pub fn avro(config: &Config, schemas: LedgerSchemas, ids: SchemaIds) -> Self {
-        Self::with_encoding(config, Encoding::Avro(schemas, ids))
     }
 
     fn with_encoding(config: &Config, encoding: Encoding) -> Self {

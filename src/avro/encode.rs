@@ -45,19 +45,38 @@ pub struct FitError {
 }
 
 /// Where in the payload the encoder is: built on the stack as it
-/// descends, rendered only for an error.
+/// descends, rendered only for an error. Carries its depth, so the depth
+/// check costs nothing per value.
 #[derive(Clone, Copy)]
-enum At<'a> {
+struct At<'a> {
+    depth: usize,
+    step: Step<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Step<'a> {
     Root,
     Field(&'a At<'a>, &'a str),
     Index(&'a At<'a>, usize),
 }
 
-impl At<'_> {
-    fn depth(&self) -> usize {
-        match self {
-            At::Root => 0,
-            At::Field(parent, _) | At::Index(parent, _) => parent.depth() + 1,
+impl<'a> At<'a> {
+    const ROOT: At<'static> = At {
+        depth: 0,
+        step: Step::Root,
+    };
+
+    fn field(&'a self, name: &'a str) -> Self {
+        At {
+            depth: self.depth + 1,
+            step: Step::Field(self, name),
+        }
+    }
+
+    fn index(&'a self, index: usize) -> Self {
+        At {
+            depth: self.depth + 1,
+            step: Step::Index(self, index),
         }
     }
 
@@ -71,11 +90,11 @@ impl At<'_> {
 
 impl fmt::Display for At<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            At::Root => Ok(()),
-            At::Field(At::Root, name) => f.write_str(name),
-            At::Field(parent, name) => write!(f, "{parent}.{name}"),
-            At::Index(parent, index) => write!(f, "{parent}[{index}]"),
+        match self.step {
+            Step::Root => Ok(()),
+            Step::Field(parent, name) if matches!(parent.step, Step::Root) => f.write_str(name),
+            Step::Field(parent, name) => write!(f, "{parent}.{name}"),
+            Step::Index(parent, index) => write!(f, "{parent}[{index}]"),
         }
     }
 }
@@ -89,7 +108,7 @@ pub fn encode_fields(
     names: &Names,
     out: &mut Vec<u8>,
 ) -> Result<(), FitError> {
-    Encoder { names }.fields(record_name, fields, object, &At::Root, out)
+    Encoder { names }.fields(record_name, fields, object, &At::ROOT, out)
 }
 
 /// Writes one value of `schema` (a whole datum).
@@ -99,7 +118,7 @@ pub fn encode_value(
     names: &Names,
     out: &mut Vec<u8>,
 ) -> Result<(), FitError> {
-    Encoder { names }.value(schema, value, &At::Root, out)
+    Encoder { names }.value(schema, value, &At::ROOT, out)
 }
 
 struct Encoder<'n> {
@@ -117,7 +136,7 @@ impl Encoder<'_> {
     ) -> Result<(), FitError> {
         let mut present = 0;
         for field in fields {
-            let here = At::Field(at, &field.name);
+            let here = at.field(&field.name);
             match (object.get(&field.name), &field.default) {
                 (Some(value), _) => {
                     present += 1;
@@ -133,7 +152,7 @@ impl Encoder<'_> {
                 .keys()
                 .find(|key| !fields.iter().any(|f| &f.name == *key))
             {
-                return Err(At::Field(at, extra).error(format!(
+                return Err(at.field(extra).error(format!(
                     "not a field of {}; drop it in the mapping or add it to the schema",
                     record_name.fullname(None)
                 )));
@@ -171,7 +190,7 @@ impl Encoder<'_> {
         at: &At<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), FitError> {
-        if at.depth() > MAX_DEPTH {
+        if at.depth > MAX_DEPTH {
             return Err(at.error(format!("nested deeper than {MAX_DEPTH} levels")));
         }
         let mismatch = || {
@@ -299,7 +318,7 @@ impl Encoder<'_> {
                 if !items.is_empty() {
                     write_long(items.len() as i64, out);
                     for (index, item) in items.iter().enumerate() {
-                        self.value(&array.items, item, &At::Index(at, index), out)?;
+                        self.value(&array.items, item, &at.index(index), out)?;
                     }
                 }
                 write_long(0, out);
@@ -310,7 +329,7 @@ impl Encoder<'_> {
                     write_long(entries.len() as i64, out);
                     for (key, item) in entries {
                         write_bytes(key.as_bytes(), out);
-                        self.value(&map.types, item, &At::Field(at, key), out)?;
+                        self.value(&map.types, item, &at.field(key), out)?;
                     }
                 }
                 write_long(0, out);
