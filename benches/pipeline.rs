@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 for record in &records {
-                    black_box(pipeline.process(record, 1_764_000_100_000));
+                    black_box(pipeline.run(record, None, 1_764_000_100_000));
                 }
             });
         });

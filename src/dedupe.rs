@@ -2,17 +2,18 @@
 //! input partition, so the ledger holds each request once.
 //!
 //! The window is a function of the input log, which is what keeps it exact
-//! across restarts, rebalances and aborts: an event is a duplicate when an
-//! event with the same key came from one of the previous `capacity` offsets
-//! of the same partition (and, with a time-to-live, at most `ttl` earlier by
-//! record timestamp). Each occurrence refreshes its key, so a chain of
-//! retries stays one event. Rebuilding a partition's window therefore needs
-//! only its last `capacity` offsets before the committed offset, re-read and
-//! re-keyed (see `restore.rs`), and gives the answer the running window
-//! would have given. Memory is bounded by a moka cache of `capacity` entries
-//! per partition with LRU eviction: the least recently seen key is always
-//! the one furthest back, so an eviction never removes a key still inside
-//! the window, and the offset check makes lazy evictions harmless.
+//! across restarts, rebalances and aborts. An event is a duplicate when an
+//! event with the same key was *remembered* from one of the previous
+//! `capacity` offsets of the same partition (and, with a time-to-live, at
+//! most `ttl` earlier by record timestamp). Which occurrences are
+//! remembered is decided by `Pipeline::run`, from the record alone and never
+//! from a verdict (see its docs): so re-running the pipeline over the last
+//! `capacity` offsets before the committed offset (`restore.rs`) rebuilds
+//! the window the running worker had. Each remembered occurrence refreshes
+//! its key, so a chain of retries stays one event. Memory is bounded by a
+//! moka cache of `capacity` entries per partition with LRU eviction: keys
+//! join it in offset order, so the least recently inserted key is the one
+//! seen furthest back, and the offset check makes lazy evictions harmless.
 //!
 //! Keys are canonicalised (type-tagged, object keys sorted) and hashed to
 //! 128 bits with SHA-256, so an entry costs the same whatever the payload,
@@ -237,31 +238,46 @@ impl DedupeWindow {
             })
     }
 
-    /// Decides whether the event keyed `key` from `offset` is a duplicate,
-    /// and records this occurrence in the open transaction.
-    pub fn check(
-        &mut self,
+    /// Whether the event keyed `key` from `offset` is a retry of one the
+    /// window remembers. Only looks: what the record's fate is decides
+    /// whether this occurrence is remembered ([`DedupeWindow::record`]).
+    pub fn verdict(
+        &self,
         partition: i32,
         key: DedupeKey,
         offset: i64,
         timestamp_ms: Option<i64>,
     ) -> Verdict {
-        let (capacity, ttl_ms) = (self.capacity, self.ttl_ms);
-        let window = self.partition(partition);
+        let Some(window) = self.partitions.get(&partition) else {
+            return Verdict::New;
+        };
         let previous = window
             .staged
             .get(&key)
             .copied()
             .or_else(|| window.committed.get(&key));
-        window.staged.insert(key, Seen::new(offset, timestamp_ms));
         match previous {
-            Some(seen) if within(seen, offset, timestamp_ms, capacity, ttl_ms) => {
+            Some(seen) if within(seen, offset, timestamp_ms, self.capacity, self.ttl_ms) => {
                 Verdict::Duplicate {
                     of_offset: seen.offset,
                 }
             }
             _ => Verdict::New,
         }
+    }
+
+    /// Remembers that the event keyed `key` came from `offset`, in the open
+    /// transaction: later retries within the window are its duplicates.
+    pub fn record(
+        &mut self,
+        partition: i32,
+        key: DedupeKey,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    ) {
+        self.partition(partition)
+            .staged
+            .insert(key, Seen::new(offset, timestamp_ms));
     }
 
     /// The open transaction committed: its keys join the windows, in
@@ -282,19 +298,6 @@ impl DedupeWindow {
         for window in self.partitions.values_mut() {
             window.staged.clear();
         }
-    }
-
-    /// Records a key read back from the log while rebuilding `partition`.
-    pub fn restore(
-        &mut self,
-        partition: i32,
-        key: DedupeKey,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-    ) {
-        self.partition(partition)
-            .committed
-            .insert(key, Seen::new(offset, timestamp_ms));
     }
 
     /// Forgets a partition (revoked, or about to be rebuilt).
@@ -454,70 +457,71 @@ mod tests {
         assert_eq!(size_of::<DedupeKey>() + size_of::<Seen>(), 32);
     }
 
+    /// Looks, then remembers: what the pipeline does for a record that lands.
+    fn check(
+        w: &mut DedupeWindow,
+        partition: i32,
+        key: DedupeKey,
+        offset: i64,
+        ts: Option<i64>,
+    ) -> Verdict {
+        let verdict = w.verdict(partition, key, offset, ts);
+        w.record(partition, key, offset, ts);
+        verdict
+    }
+
     #[test]
     fn the_window_counts_offsets() {
         let mut w = DedupeWindow::new(10, None);
-        assert_eq!(w.check(0, 7, 100, None), Verdict::New);
+        assert_eq!(check(&mut w, 0, 7, 100, None), Verdict::New);
         // Exactly `capacity` offsets later: still inside.
         assert_eq!(
-            w.check(0, 7, 110, None),
+            check(&mut w, 0, 7, 110, None),
             Verdict::Duplicate { of_offset: 100 }
         );
         // The retry refreshed the key: 11 after it is outside.
-        assert_eq!(w.check(0, 7, 121, None), Verdict::New);
+        assert_eq!(check(&mut w, 0, 7, 121, None), Verdict::New);
         // Partitions are separate windows.
-        assert_eq!(w.check(1, 7, 122, None), Verdict::New);
+        assert_eq!(check(&mut w, 1, 7, 122, None), Verdict::New);
     }
 
     #[test]
     fn the_window_honours_the_time_to_live_on_record_time() {
         let mut w = DedupeWindow::new(1000, Some(Duration::from_secs(60)));
-        assert_eq!(w.check(0, 1, 1, Some(0)), Verdict::New);
+        assert_eq!(check(&mut w, 0, 1, 1, Some(0)), Verdict::New);
         assert_eq!(
-            w.check(0, 1, 2, Some(60_000)),
+            check(&mut w, 0, 1, 2, Some(60_000)),
             Verdict::Duplicate { of_offset: 1 }
         );
-        assert_eq!(w.check(0, 1, 3, Some(120_001)), Verdict::New);
+        assert_eq!(check(&mut w, 0, 1, 3, Some(120_001)), Verdict::New);
     }
 
     #[test]
     fn only_committed_keys_stay() {
         let mut w = DedupeWindow::new(100, None);
-        assert_eq!(w.check(0, 1, 1, None), Verdict::New);
-        assert_eq!(w.check(0, 1, 2, None), Verdict::Duplicate { of_offset: 1 });
+        assert_eq!(check(&mut w, 0, 1, 1, None), Verdict::New);
+        assert_eq!(
+            check(&mut w, 0, 1, 2, None),
+            Verdict::Duplicate { of_offset: 1 }
+        );
         w.abort();
-        assert_eq!(w.check(0, 1, 1, None), Verdict::New);
+        assert_eq!(check(&mut w, 0, 1, 1, None), Verdict::New);
         w.commit();
-        assert_eq!(w.check(0, 1, 3, None), Verdict::Duplicate { of_offset: 1 });
+        assert_eq!(
+            check(&mut w, 0, 1, 3, None),
+            Verdict::Duplicate { of_offset: 1 }
+        );
     }
 
     #[test]
-    fn a_restored_window_answers_like_the_live_one() {
-        // Keys drawn with retries; the live window sees all, the restored
-        // one only the last `capacity` offsets before the cut.
-        let capacity = 50;
-        let keys: Vec<u128> = (0..400u64).map(|i| u128::from((i * 7919) % 97)).collect();
-        let cut = 300;
-        let mut live = DedupeWindow::new(capacity, None);
-        for (offset, key) in keys.iter().enumerate().take(cut) {
-            live.check(0, *key, offset as i64, None);
-            live.commit();
-        }
-        let mut restored = DedupeWindow::new(capacity, None);
-        for (offset, key) in keys
-            .iter()
-            .enumerate()
-            .take(cut)
-            .skip(cut - capacity as usize)
-        {
-            restored.restore(0, *key, offset as i64, None);
-        }
-        for (offset, key) in keys.iter().enumerate().skip(cut) {
-            assert_eq!(
-                live.check(0, *key, offset as i64, None),
-                restored.check(0, *key, offset as i64, None),
-                "offset {offset}"
-            );
-        }
+    fn looking_does_not_remember() {
+        let mut w = DedupeWindow::new(100, None);
+        assert_eq!(w.verdict(0, 1, 1, None), Verdict::New);
+        assert_eq!(w.verdict(0, 1, 2, None), Verdict::New);
+        w.record(0, 1, 2, None);
+        assert_eq!(
+            w.verdict(0, 1, 3, None),
+            Verdict::Duplicate { of_offset: 2 }
+        );
     }
 }

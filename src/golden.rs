@@ -18,7 +18,8 @@ use crate::avro::{LedgerSchemas, SchemaError, read_schema_files};
 use crate::config::Config;
 use crate::legacy_file::LegacyLine;
 use crate::mapping::{FileError, Mapping, TransformFile};
-use crate::offline::{Offline, RecordOutcome};
+use crate::offline::Offline;
+use crate::pipeline::RecordOutcome;
 use crate::pipeline::Stage;
 
 /// The key `hash` steps use under `recast test`.

@@ -1,22 +1,13 @@
 //! The pipeline without a broker, for `recast test` and `recast replay`:
 //! records are taken in order as one legacy partition, with the dedupe
-//! window committed after each record, exactly as the worker would settle
-//! them.
+//! window committed after each record, as the worker would commit them
+//! one transaction each.
 
 use crate::config::Config;
 use crate::dedupe::DedupeWindow;
 use crate::legacy::Position;
 use crate::legacy_file::LegacyLine;
-use crate::pipeline::{LedgerEvent, Outcome, Pipeline, Rejection, Settled};
-
-/// What became of one record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordOutcome {
-    Events(Vec<LedgerEvent>),
-    Duplicate { of_offset: i64 },
-    Filtered,
-    Rejected(Rejection),
-}
+use crate::pipeline::{Pipeline, RecordOutcome};
 
 /// A pipeline and a dedupe window over one simulated partition.
 #[derive(Debug)]
@@ -50,17 +41,9 @@ impl Offline {
         };
         self.next_offset += 1;
         let record = line.record(position);
-        let outcome = match self.pipeline.process(&record, recorded_at_ms) {
-            Outcome::Filtered => RecordOutcome::Filtered,
-            Outcome::Rejected(rejection) => RecordOutcome::Rejected(rejection),
-            Outcome::Events(events) => {
-                match self.pipeline.settle(events, self.window.as_mut(), &record) {
-                    Settled::Write(events) => RecordOutcome::Events(events),
-                    Settled::Duplicate { of_offset } => RecordOutcome::Duplicate { of_offset },
-                    Settled::Rejected(rejection) => RecordOutcome::Rejected(rejection),
-                }
-            }
-        };
+        let outcome = self
+            .pipeline
+            .run(&record, self.window.as_mut(), recorded_at_ms);
         if let Some(window) = &mut self.window {
             window.commit();
         }

@@ -1,6 +1,8 @@
-//! The pure per-record core: decode → mapping → dedupe key → envelope +
-//! encode. (The dedupe decision itself needs the window's state and is
-//! taken by the worker; the key is computed here.)
+//! The one record path: `Pipeline::run` decides what becomes of a legacy
+//! record, in DESIGN.md's order — decode → mapping → dedupe → envelope +
+//! encode (the schema check) → output size limit. The worker, `recast
+//! test`, `recast replay` and the dedupe-window restore all call it and
+//! nothing else, so they cannot disagree.
 //!
 //! No I/O and no clock: the caller passes `recorded_at`, so the same record
 //! always gives the same outcome. The worker runs it inside a transaction;
@@ -56,28 +58,21 @@ pub struct LedgerEvent {
     pub event_type: String,
     /// The command the event type was derived from, when no table named it.
     pub derived_from: Option<String>,
-    /// What identifies the request, when dedupe is configured.
-    pub dedupe_key: Option<DedupeKey>,
 }
 
-/// What becomes of one legacy record.
+/// What becomes of one legacy record: the one answer every caller of
+/// [`Pipeline::run`] gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RecordOutcome {
+    /// These events go to the ledger, in order: the record's events that
+    /// are not retries.
     Events(Vec<LedgerEvent>),
-    Filtered,
-    Rejected(Rejection),
-}
-
-/// What is written for a record's events once the dedupe window has seen
-/// them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settled {
-    /// These events (the record's events that are not retries), in order.
-    Write(Vec<LedgerEvent>),
-    /// Every event is a retry of one from this earlier offset (the last seen).
+    /// Every event is a retry of one from this earlier offset (the last
+    /// remembered).
     Duplicate { of_offset: i64 },
-    /// An event is larger than recast may write: the whole record goes to
-    /// the dead-letter topic, so a record is never half-written.
+    /// The mapping made no event of it (an ignored command, a filter).
+    Filtered,
+    /// The record goes to the dead-letter topic, whole.
     Rejected(Rejection),
 }
 
@@ -158,13 +153,93 @@ impl Pipeline {
         self.mapping.version()
     }
 
-    /// Runs one legacy record through every stage.
-    pub fn process(&self, record: &LegacyRecord<'_>, recorded_at_ms: i64) -> Outcome {
+    /// Decides what becomes of one legacy record, remembering in `window`
+    /// what later records need to know.
+    ///
+    /// Which records the window remembers is the rule that keeps it exact:
+    /// a record is judged on its own first — decoded, mapped, and every one
+    /// of its events enveloped, checked against its schema and the output
+    /// size limit, retries included. Only a record that passes (every event
+    /// could be written) is remembered: each event's key is recorded at the
+    /// record's offset. A rejected record leaves no trace, so a corrected
+    /// retry of it still lands; a filtered record has no events. Of a
+    /// remembered record, the events whose key the window already held
+    /// are dropped as duplicates. What is remembered thus depends on the
+    /// record alone, never on a verdict, and re-running this function over
+    /// a partition's last `capacity` offsets rebuilds the window exactly.
+    /// The price: a retry is encoded before it is dropped.
+    pub fn run(
+        &self,
+        record: &LegacyRecord<'_>,
+        window: Option<&mut DedupeWindow>,
+        recorded_at_ms: i64,
+    ) -> RecordOutcome {
         let bodies = match self.map(record) {
             Ok(Some(bodies)) => bodies,
-            Ok(None) => return Outcome::Filtered,
-            Err(rejection) => return Outcome::Rejected(rejection),
+            Ok(None) => return RecordOutcome::Filtered,
+            Err(rejection) => return RecordOutcome::Rejected(rejection),
         };
+        let position = record.position;
+        let keys: Vec<Option<DedupeKey>> = bodies
+            .iter()
+            .map(|body| self.dedupe_key(body, record))
+            .collect();
+        let verdicts: Vec<Verdict> = match window.as_deref() {
+            Some(window) => keys
+                .iter()
+                .map(|key| match key {
+                    Some(key) => window.verdict(
+                        position.partition,
+                        *key,
+                        position.offset,
+                        record.timestamp_ms,
+                    ),
+                    None => Verdict::New,
+                })
+                .collect(),
+            None => vec![Verdict::New; keys.len()],
+        };
+        let events = match self.envelope(bodies, record, recorded_at_ms) {
+            Ok(events) => events,
+            Err(rejection) => return RecordOutcome::Rejected(rejection),
+        };
+        if let Some(window) = window {
+            for key in keys.iter().flatten() {
+                window.record(
+                    position.partition,
+                    *key,
+                    position.offset,
+                    record.timestamp_ms,
+                );
+            }
+        }
+        let mut last_duplicate = None;
+        let fresh: Vec<LedgerEvent> = events
+            .into_iter()
+            .zip(verdicts)
+            .filter_map(|(event, verdict)| match verdict {
+                Verdict::New => Some(event),
+                Verdict::Duplicate { of_offset } => {
+                    last_duplicate = Some(of_offset);
+                    None
+                }
+            })
+            .collect();
+        match (fresh.is_empty(), last_duplicate) {
+            (true, Some(of_offset)) => RecordOutcome::Duplicate { of_offset },
+            _ => RecordOutcome::Events(fresh),
+        }
+    }
+
+    /// Envelope + encode, and the output size limit, for every event of a
+    /// record: one that does not fit its schema or is larger than recast may
+    /// write rejects the whole record, so a record is never half-written.
+    fn envelope(
+        &self,
+        bodies: Vec<EventBody>,
+        record: &LegacyRecord<'_>,
+        recorded_at_ms: i64,
+    ) -> Result<Vec<LedgerEvent>, Rejection> {
         let ctx = EnvelopeContext {
             system: &self.system,
             mapping_version: self.mapping.version(),
@@ -174,25 +249,30 @@ impl Pipeline {
         };
         let mut events = Vec::with_capacity(bodies.len());
         for (index, body) in bodies.into_iter().enumerate() {
-            let value = match self.encode(&header(&body, index, &ctx), &body) {
-                Ok(value) => value,
-                Err(reason) => {
-                    return Outcome::Rejected(Rejection {
-                        stage: Stage::Schema,
-                        reason,
-                    });
-                }
-            };
-            let dedupe_key = self.dedupe_key(&body, record);
+            let value = self
+                .encode(&header(&body, index, &ctx), &body)
+                .map_err(|reason| Rejection {
+                    stage: Stage::Schema,
+                    reason,
+                })?;
+            let size = body.key.len() + value.len();
+            if size > self.max_output_bytes {
+                return Err(Rejection {
+                    stage: Stage::Encode,
+                    reason: format!(
+                        "event of {size} bytes exceeds limits.max_output_bytes ({})",
+                        self.max_output_bytes
+                    ),
+                });
+            }
             events.push(LedgerEvent {
                 key: body.key,
                 value,
                 event_type: body.event_type,
                 derived_from: body.derived_from,
-                dedupe_key,
             });
         }
-        Outcome::Events(events)
+        Ok(events)
     }
 
     /// An event's ledger value; the reason when it has no schema or does
@@ -225,66 +305,6 @@ impl Pipeline {
             .ok_or_else(|| format!("{} has no registered schema id", schema.full_name()))?;
         encode_avro(header, &body.payload, schema, id, &mut value).map_err(fit_error)?;
         Ok(value)
-    }
-
-    /// Passes a record's events through the dedupe window (every key is
-    /// recorded in the window's open transaction, duplicates or not, which
-    /// is what rebuilding the window from the log reproduces), then checks
-    /// the survivors against `limits.max_output_bytes`.
-    pub fn settle(
-        &self,
-        events: Vec<LedgerEvent>,
-        mut window: Option<&mut DedupeWindow>,
-        record: &LegacyRecord<'_>,
-    ) -> Settled {
-        let mut last_duplicate = None;
-        let fresh: Vec<LedgerEvent> = events
-            .into_iter()
-            .filter(|event| {
-                let verdict = match (window.as_deref_mut(), event.dedupe_key) {
-                    (Some(window), Some(key)) => window.check(
-                        record.position.partition,
-                        key,
-                        record.position.offset,
-                        record.timestamp_ms,
-                    ),
-                    _ => Verdict::New,
-                };
-                if let Verdict::Duplicate { of_offset } = verdict {
-                    last_duplicate = Some(of_offset);
-                }
-                verdict == Verdict::New
-            })
-            .collect();
-        if let (true, Some(of_offset)) = (fresh.is_empty(), last_duplicate) {
-            return Settled::Duplicate { of_offset };
-        }
-        if let Some(event) = fresh
-            .iter()
-            .find(|e| e.key.len() + e.value.len() > self.max_output_bytes)
-        {
-            return Settled::Rejected(Rejection {
-                stage: Stage::Encode,
-                reason: format!(
-                    "event of {} bytes exceeds limits.max_output_bytes ({})",
-                    event.key.len() + event.value.len(),
-                    self.max_output_bytes
-                ),
-            });
-        }
-        Settled::Write(fresh)
-    }
-
-    /// The dedupe keys a record's events would have, without building the
-    /// events: what rebuilding a dedupe window needs.
-    pub fn dedupe_keys(&self, record: &LegacyRecord<'_>) -> Vec<DedupeKey> {
-        match self.map(record) {
-            Ok(Some(bodies)) => bodies
-                .iter()
-                .filter_map(|body| self.dedupe_key(body, record))
-                .collect(),
-            _ => Vec::new(),
-        }
     }
 
     /// Decode and mapping: the event bodies, `None` when filtered.
@@ -343,7 +363,8 @@ mod tests {
 
     #[test]
     fn a_command_becomes_one_clean_event() {
-        let Outcome::Events(events) = pipeline().process(&record(ADD), 1_800_000_000_000) else {
+        let RecordOutcome::Events(events) = pipeline().run(&record(ADD), None, 1_800_000_000_000)
+        else {
             panic!("not an event")
         };
         assert_eq!(events.len(), 1);
@@ -358,7 +379,7 @@ mod tests {
     #[test]
     fn an_event_that_does_not_fit_its_schema_is_rejected_naming_the_field() {
         let value = br#"{"command":"ADD_TO_CART","requestId":"r","cartId":"cart-1","customer":{"id":"c-1"},"ts":1,"sku":"S","qty":"2"}"#;
-        let Outcome::Rejected(r) = pipeline().process(&record(value), 0) else {
+        let RecordOutcome::Rejected(r) = pipeline().run(&record(value), None, 0) else {
             panic!("not rejected")
         };
         assert_eq!(r.stage, Stage::Schema);
@@ -380,7 +401,8 @@ mod tests {
                 .collect(),
         );
         let pipeline = Pipeline::avro(&config, schemas.clone(), ids.clone());
-        let Outcome::Events(events) = pipeline.process(&record(ADD), 1_800_000_000_000) else {
+        let RecordOutcome::Events(events) = pipeline.run(&record(ADD), None, 1_800_000_000_000)
+        else {
             panic!("not an event")
         };
         let (id, mut datum) = crate::avro::split_frame(&events[0].value).unwrap();
@@ -412,8 +434,8 @@ mod tests {
         let p = pipeline();
         let ids: Vec<Value> = [1, 2]
             .iter()
-            .map(|now| match p.process(&record(value), *now) {
-                Outcome::Events(e) => {
+            .map(|now| match p.run(&record(value), None, *now) {
+                RecordOutcome::Events(e) => {
                     serde_json::from_slice::<Value>(&e[0].value).unwrap()["header"]["event_id"]
                         .clone()
                 }
@@ -423,18 +445,266 @@ mod tests {
         assert_eq!(ids[0], ids[1]);
     }
 
+    fn checkout(request: &str, extra: &str, offset: i64) -> (String, i64) {
+        (
+            format!(
+                r#"{{"command":"CHECKOUT","cartId":"cart-1","requestId":"{request}","customer":{{"id":"c"{extra}}},"ts":1}}"#
+            ),
+            offset,
+        )
+    }
+
+    fn run_in(
+        p: &Pipeline,
+        window: &mut DedupeWindow,
+        (value, offset): &(String, i64),
+    ) -> RecordOutcome {
+        let mut record = record(value.as_bytes());
+        record.position.offset = *offset;
+        let outcome = p.run(&record, Some(window), 0);
+        window.commit();
+        outcome
+    }
+
+    #[test]
+    fn a_rejected_record_is_not_remembered_so_its_corrected_retry_lands() {
+        let p = pipeline();
+        let mut window = DedupeWindow::new(100, None);
+        let rejected = run_in(&p, &mut window, &checkout("r", r#","name":"Ada""#, 1));
+        assert!(matches!(
+            rejected,
+            RecordOutcome::Rejected(Rejection {
+                stage: Stage::Schema,
+                ..
+            })
+        ));
+        let retry = run_in(&p, &mut window, &checkout("r", "", 2));
+        assert!(matches!(retry, RecordOutcome::Events(_)), "{retry:?}");
+        let again = run_in(&p, &mut window, &checkout("r", "", 3));
+        assert_eq!(again, RecordOutcome::Duplicate { of_offset: 2 });
+    }
+
+    #[test]
+    fn a_broken_retry_of_a_landed_record_is_rejected_not_dropped() {
+        // A record is judged on its own before the window is asked: a
+        // retry that could not be written is a dead letter, never hidden.
+        let p = pipeline();
+        let mut window = DedupeWindow::new(100, None);
+        assert!(matches!(
+            run_in(&p, &mut window, &checkout("r", "", 1)),
+            RecordOutcome::Events(_)
+        ));
+        let broken = run_in(&p, &mut window, &checkout("r", r#","name":"Ada""#, 2));
+        assert!(matches!(
+            broken,
+            RecordOutcome::Rejected(Rejection {
+                stage: Stage::Schema,
+                ..
+            })
+        ));
+        // …and it did not refresh the key: the window still counts from 1.
+        assert_eq!(
+            run_in(&p, &mut window, &checkout("r", "", 3)),
+            RecordOutcome::Duplicate { of_offset: 1 }
+        );
+    }
+
     #[test]
     fn rejections_name_their_stage() {
         let p = pipeline();
-        let Outcome::Rejected(r) = p.process(&record(b"{\"command\": "), 0) else {
+        let RecordOutcome::Rejected(r) = p.run(&record(b"{\"command\": "), None, 0) else {
             panic!()
         };
         assert_eq!(r.stage, Stage::Decode);
-        let Outcome::Rejected(r) = p.process(&record(br#"{"command":"DELETE_EVERYTHING"}"#), 0)
+        let RecordOutcome::Rejected(r) =
+            p.run(&record(br#"{"command":"DELETE_EVERYTHING"}"#), None, 0)
         else {
             panic!()
         };
         assert_eq!(r.stage, Stage::Mapping);
         assert_eq!(r.reason, "unknown command `DELETE_EVERYTHING`");
+    }
+}
+
+/// The window restore is the same function as the live path: a window
+/// rebuilt from a partition's last `capacity` offsets before any cut gives
+/// every later record the outcome the live window gives it.
+#[cfg(test)]
+mod restore_agrees {
+    use super::*;
+    use crate::config::Origin;
+    use crate::legacy::Position;
+    use proptest::prelude::*;
+
+    /// A mapping with every outcome: events, splits into several keyed
+    /// events, a filtered command, rejections at decode, mapping, schema
+    /// and size.
+    const TRANSFORM: &str = r#"
+        [command]
+        field = "command"
+        ignore = ["PING"]
+        unknown = "reject"
+        [command.events]
+        ADD_ITEMS = "ItemsAdded"
+        [split]
+        field = "items"
+        [event]
+        key = "cart"
+        [[steps]]
+        drop = ["command"]
+    "#;
+
+    const SCHEMA: &str = r#"{
+        "type": "record", "name": "ItemsAdded", "namespace": "prop",
+        "fields": [
+            {"name": "header", "type": "recast.EventHeader"},
+            {"name": "cart", "type": "string"},
+            {"name": "requestId", "type": "string"},
+            {"name": "sku", "type": "string"},
+            {"name": "qty", "type": "int"},
+            {"name": "note", "type": ["null", "string"], "default": null}
+        ]
+    }"#;
+
+    fn pipeline_and_window(dir: &std::path::Path, capacity: u64) -> (Pipeline, DedupeWindow) {
+        std::fs::write(dir.join("prop.toml"), TRANSFORM).unwrap();
+        std::fs::write(dir.join("ItemsAdded.avsc"), SCHEMA).unwrap();
+        let header = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/header.avsc");
+        let text = format!(
+            r#"
+            [kafka]
+            brokers = "127.0.0.1:1"
+            group_id = "prop"
+            instance_id = "prop-1"
+            [topics]
+            legacy = "legacy"
+            ledger = "ledger"
+            dead_letter = "dead-letter"
+            [limits]
+            max_output_bytes = 700
+            [source]
+            system = "prop"
+            [mapping]
+            transforms = ["prop.toml"]
+            [ledger]
+            format = "json"
+            schemas = [{header:?}, "ItemsAdded.avsc"]
+            [dedupe]
+            key = "fields"
+            fields = ["requestId", "sku"]
+            capacity = {capacity}
+            ttl = "10s"
+            "#
+        );
+        let config =
+            Config::parse(&text, Origin::File(dir.join("recast.toml")), Vec::new()).unwrap();
+        let window = DedupeWindow::new(capacity, config.raw.dedupe.as_ref().unwrap().ttl);
+        (Pipeline::new(&config), window)
+    }
+
+    /// One generated legacy record: its value and the seconds since the
+    /// previous one.
+    #[derive(Debug, Clone)]
+    struct Generated {
+        value: String,
+        gap_s: i64,
+    }
+
+    fn generated() -> impl Strategy<Value = Generated> {
+        // Few request ids and skus, so retries (same request, same or
+        // changed content) are frequent.
+        let item =
+            (0..3u8, 0..3i32, proptest::bool::weighted(0.05)).prop_map(|(sku, qty, bad_qty)| {
+                if bad_qty {
+                    format!(r#"{{"sku":"s{sku}","qty":"{qty}"}}"#)
+                } else {
+                    format!(r#"{{"sku":"s{sku}","qty":{qty}}}"#)
+                }
+            });
+        let add = (
+            0..6u8,
+            prop_oneof![1 => proptest::collection::vec(item.clone(), 0..1), 12 => proptest::collection::vec(item, 1..4)],
+            prop_oneof![16 => Just(None), 1 => Just(Some("x".repeat(800))), 2 => Just(Some("n".to_owned()))],
+            proptest::bool::weighted(0.08),
+        )
+            .prop_map(|(request, items, note, extra_field)| {
+                let note = note.map_or(String::new(), |n| format!(r#","note":"{n}""#));
+                let extra = if extra_field { r#","unreviewed":1"# } else { "" };
+                format!(
+                    r#"{{"command":"ADD_ITEMS","requestId":"r{request}","cart":"c","items":[{}]{note}{extra}}}"#,
+                    items.join(",")
+                )
+            });
+        let value = prop_oneof![
+            12 => add,
+            1 => Just(r#"{"command":"PING"}"#.to_owned()),
+            1 => Just(r#"{"command":"DROP_TABLE"}"#.to_owned()),
+            1 => Just(r#"{"command": "#.to_owned()),
+        ];
+        (value, prop_oneof![6 => 0..2i64, 1 => 8..14i64])
+            .prop_map(|(value, gap_s)| Generated { value, gap_s })
+    }
+
+    /// `recorded_at` of the outcomes compared; the restore passes 0, as the
+    /// worker's does.
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn record(value: &[u8], offset: i64, timestamp_ms: i64) -> LegacyRecord<'_> {
+        LegacyRecord {
+            position: Position {
+                topic: "legacy",
+                partition: 0,
+                offset,
+            },
+            timestamp_ms: Some(timestamp_ms),
+            key: None,
+            value: Some(value),
+            headers: Vec::new(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn a_window_rebuilt_at_any_cut_answers_like_the_live_one(
+            stream in proptest::collection::vec(generated(), 1..120),
+            cut in any::<proptest::sample::Index>(),
+            capacity in 1..20u64,
+            batch in 1..8usize,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (pipeline, mut live) = pipeline_and_window(dir.path(), capacity);
+            let mut at = 1_700_000_000_000i64;
+            let records: Vec<(i64, i64, &[u8])> = stream
+                .iter()
+                .enumerate()
+                .map(|(offset, g)| {
+                    at += g.gap_s * 1000;
+                    (offset as i64, at, g.value.as_bytes())
+                })
+                .collect();
+            let cut = cut.index(records.len());
+            // The live worker: every record in order, committed in batches.
+            let mut live_outcomes = Vec::new();
+            for (i, (offset, ts, value)) in records.iter().enumerate() {
+                live_outcomes.push(pipeline.run(&record(value, *offset, *ts), Some(&mut live), NOW));
+                if (i + 1) % batch == 0 {
+                    live.commit();
+                }
+            }
+            // A restart at `cut` (a committed offset): rebuild from the last
+            // `capacity` offsets before it, then go on.
+            let (_, mut restored) = pipeline_and_window(dir.path(), capacity);
+            let from = cut.saturating_sub(capacity as usize);
+            for (offset, ts, value) in &records[from..cut] {
+                let _ = pipeline.run(&record(value, *offset, *ts), Some(&mut restored), 0);
+            }
+            restored.commit();
+            for (i, (offset, ts, value)) in records.iter().enumerate().skip(cut) {
+                let outcome = pipeline.run(&record(value, *offset, *ts), Some(&mut restored), NOW);
+                restored.commit();
+                prop_assert_eq!(&outcome, &live_outcomes[i], "offset {}", offset);
+            }
+        }
     }
 }

@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::legacy_file::{LineError, read};
-use crate::offline::{Offline, RecordOutcome};
+use crate::offline::Offline;
+use crate::pipeline::RecordOutcome;
 
 /// How often, in records, the progress callback is called.
 const PROGRESS_EVERY: u64 = 4096;

@@ -1,7 +1,8 @@
 //! Rebuilding dedupe windows from the legacy log (the I/O shell of
 //! `dedupe.rs`): when partitions are assigned, re-read each one's last
-//! `capacity` records before its committed offset, recompute their keys
-//! through decode and mapping, produce nothing.
+//! `capacity` records before its committed offset and run them through
+//! `Pipeline::run` exactly as the worker did, keeping the window and
+//! discarding the outcomes. Nothing is produced.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,9 @@ use crate::dedupe::DedupeWindow;
 use crate::kafka::client_config;
 use crate::pipeline::Pipeline;
 use crate::source::legacy_record;
+
+/// Records run between two window commits: bounds the keys staged at once.
+const COMMIT_EVERY: u32 = 4096;
 
 /// Why a window could not be rebuilt. The worker stops on it: going on
 /// with an incomplete window would let retries through.
@@ -42,7 +46,8 @@ pub struct Restored {
     pub partition: i32,
     pub from: i64,
     pub until: i64,
-    pub keys: u64,
+    /// Records run again.
+    pub records: u64,
 }
 
 /// Rebuilds the windows of `partitions`, whose group consumer is `group`.
@@ -83,7 +88,7 @@ pub fn restore(
                 partition,
                 from: until.saturating_sub(capacity).max(0),
                 until,
-                keys: 0,
+                records: 0,
             });
         }
     }
@@ -97,7 +102,7 @@ pub fn restore(
             partition = r.partition,
             from = r.from,
             until = r.until,
-            keys = r.keys,
+            records = r.records,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "dedupe window restored"
         );
@@ -105,7 +110,7 @@ pub fn restore(
     Ok(pending)
 }
 
-/// Reads `[from, until)` of every pending partition and feeds the keys to
+/// Reads `[from, until)` of every pending partition and runs its records for
 /// the window.
 fn read_back(
     config: &Config,
@@ -135,6 +140,7 @@ fn read_back(
     let stall_timeout = config.raw.kafka.connect_timeout;
     let mut done = vec![false; pending.len()];
     let mut last_progress = Instant::now();
+    let mut since_commit = 0;
     while done.iter().any(|d| !d) {
         let index_of = |partition: i32| pending.iter().position(|r| r.partition == partition);
         match consumer.poll(Duration::from_millis(100)) {
@@ -148,10 +154,14 @@ fn read_back(
                     pipeline
                         .prefetch_writer_schemas([message.payload()])
                         .map_err(RestoreError::Registry)?;
-                    let record = legacy_record(&message);
-                    for key in pipeline.dedupe_keys(&record) {
-                        window.restore(r.partition, key, message.offset(), record.timestamp_ms);
-                        r.keys += 1;
+                    // The outcome was decided (and committed) when the
+                    // worker ran this record; only the window is wanted.
+                    let _ = pipeline.run(&legacy_record(&message), Some(window), 0);
+                    r.records += 1;
+                    since_commit += 1;
+                    if since_commit == COMMIT_EVERY {
+                        window.commit();
+                        since_commit = 0;
                     }
                 }
                 // Offsets are not dense (transaction markers take some), so
@@ -177,5 +187,6 @@ fn read_back(
             });
         }
     }
+    window.commit();
     Ok(())
 }

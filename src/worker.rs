@@ -23,7 +23,7 @@ use crate::http::{self, Health};
 use crate::kafka::{StartupError, check_cluster};
 use crate::legacy::LegacyRecord;
 use crate::metrics::{BatchOutcomes, Metrics};
-use crate::pipeline::{LedgerEvent, Outcome, Pipeline, Rejection, Settled};
+use crate::pipeline::{LedgerEvent, Pipeline, RecordOutcome, Rejection};
 use crate::restore::restore;
 use crate::sink::{SendError, Sink, TxnError, owned_headers};
 use crate::source::{Batch, Change, Source, first_offsets, legacy_record};
@@ -364,12 +364,17 @@ impl Worker<'_> {
         for message in batch {
             outcomes.consumed += 1;
             let record = legacy_record(message);
-            match self.pipeline.process(&record, recorded_at_ms) {
-                Outcome::Events(events) => {
-                    self.write_events(&record, events, window.as_deref_mut(), &mut outcomes)?;
+            match self
+                .pipeline
+                .run(&record, window.as_deref_mut(), recorded_at_ms)
+            {
+                RecordOutcome::Events(events) => self.write_events(&events, &mut outcomes)?,
+                RecordOutcome::Duplicate { of_offset } => {
+                    tracing::debug!(position = %record.position, of_offset, "duplicate");
+                    outcomes.duplicates += 1;
                 }
-                Outcome::Filtered => outcomes.filtered += 1,
-                Outcome::Rejected(rejection) => {
+                RecordOutcome::Filtered => outcomes.filtered += 1,
+                RecordOutcome::Rejected(rejection) => {
                     self.dead_letter(&record, &rejection)?;
                     outcomes.reject(rejection.stage.as_str());
                 }
@@ -398,50 +403,34 @@ impl Worker<'_> {
         Ok(outcomes)
     }
 
-    /// Writes a record's events to the ledger, leaving out duplicates. The
-    /// record counts once: as an event, as a duplicate (all its events were
-    /// retries), or as rejected (an event too large to write).
+    /// Writes a record's events to the ledger.
     fn write_events(
         &self,
-        record: &LegacyRecord<'_>,
-        events: Vec<LedgerEvent>,
-        window: Option<&mut DedupeWindow>,
+        events: &[LedgerEvent],
         outcomes: &mut BatchOutcomes,
     ) -> Result<(), TxnError> {
-        match self.pipeline.settle(events, window, record) {
-            Settled::Duplicate { of_offset } => {
-                tracing::debug!(position = %record.position, of_offset, "duplicate");
-                outcomes.duplicates += 1;
-            }
-            Settled::Rejected(rejection) => {
-                self.dead_letter(record, &rejection)?;
-                outcomes.reject(rejection.stage.as_str());
-            }
-            Settled::Write(events) => {
-                for event in &events {
-                    self.sink
-                        .send(
-                            &self.config.raw.topics.ledger,
-                            Some(event.key.as_bytes()),
-                            Some(&event.value),
-                            owned_headers([]),
-                        )
-                        .map_err(|e| match e {
-                            // Sizes were checked against limits.max_output_bytes,
-                            // and the producer is configured above it: only a
-                            // lower message.max.bytes override gets here.
-                            SendError::TooLarge => TxnError::Fatal(format!(
-                                "the producer refused an event of {} bytes, within limits.max_output_bytes; \
-                                 keep kafka.properties \"message.max.bytes\" above that limit",
-                                event.key.len() + event.value.len()
-                            )),
-                            SendError::Txn(e) => e,
-                        })?;
-                    outcomes.event(&event.event_type);
-                }
-                outcomes.with_events += 1;
-            }
+        for event in events {
+            self.sink
+                .send(
+                    &self.config.raw.topics.ledger,
+                    Some(event.key.as_bytes()),
+                    Some(&event.value),
+                    owned_headers([]),
+                )
+                .map_err(|e| match e {
+                    // Sizes were checked against limits.max_output_bytes,
+                    // and the producer is configured above it: only a
+                    // lower message.max.bytes override gets here.
+                    SendError::TooLarge => TxnError::Fatal(format!(
+                        "the producer refused an event of {} bytes, within limits.max_output_bytes; \
+                         keep kafka.properties \"message.max.bytes\" above that limit",
+                        event.key.len() + event.value.len()
+                    )),
+                    SendError::Txn(e) => e,
+                })?;
+            outcomes.event(&event.event_type);
         }
+        outcomes.with_events += 1;
         Ok(())
     }
 

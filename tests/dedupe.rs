@@ -138,3 +138,88 @@ fn retries_just_inside_and_just_outside_the_window() {
     assert_eq!(counts["inside-ttl"], 1);
     assert_eq!(counts["outside-ttl"], 2);
 }
+
+/// A checkout, optionally carrying a field its schema lacks.
+fn checkout(request: &str, unreviewed_field: bool) -> LegacyLine {
+    let name = if unreviewed_field {
+        r#", "name": "Ada Lovelace""#
+    } else {
+        ""
+    };
+    LegacyLine {
+        key: Some("cart-9".into()),
+        value: Some(format!(
+            r#"{{"command": "CHECKOUT", "requestId": "{request}", "cartId": "cart-9", "customer": {{"id": "c-9"{name}}}, "ts": 1764000000000, "total": 12.5}}"#
+        )),
+        headers: std::collections::BTreeMap::new(),
+        timestamp: Some(1_764_000_000_000),
+    }
+}
+
+/// What a topic holds, minus what differs between runs (`recorded_at`,
+/// the mapping version is the same), in order.
+fn contents(log: &recast::log_reader::TopicLog, events: bool) -> Vec<serde_json::Value> {
+    log.committed
+        .iter()
+        .map(|record| {
+            if events {
+                let mut event = common::event_json(record);
+                event["header"]["recorded_at"] = serde_json::Value::Null;
+                event
+            } else {
+                serde_json::json!({
+                    "offset": record.header("recast.source.offset"),
+                    "stage": record.header("recast.stage"),
+                    "reason": record.header("recast.reason"),
+                    "value": record.value.as_deref().map(String::from_utf8_lossy),
+                })
+            }
+        })
+        .collect()
+}
+
+/// A record rejected at the schema stage is not remembered by the window,
+/// so its corrected retry lands — and a restart between the two (which
+/// rebuilds the window from the log) changes nothing.
+#[test]
+fn a_corrected_retry_of_a_rejected_record_lands_with_or_without_a_restart() {
+    let rejected = [checkout("req-a", true), command("filler-1", 1)];
+    let retried = [checkout("req-a", false), checkout("req-a", false)];
+    let mut runs = Vec::new();
+    for restart in [false, true] {
+        let s = Scenario::new(
+            if restart {
+                "retry-restart"
+            } else {
+                "retry-live"
+            },
+            1,
+        );
+        let config = s.config(&[]);
+        if restart {
+            s.produce(&rejected);
+            s.run_until_drained(&config, "w1", 1);
+            s.produce(&retried);
+            let log = s.run_until_drained(&config, "w1", 1);
+            assert!(log.contains("dedupe window restored"), "{log}");
+        } else {
+            s.produce(&[rejected.as_slice(), retried.as_slice()].concat());
+            s.run_until_drained(&config, "w1", 1);
+        }
+        let ledger = contents(&s.ledger(), true);
+        let dead_letters = contents(&s.dead_letters(), false);
+        // The filler and the first corrected retry; the second retry is a
+        // duplicate of the first.
+        let types: Vec<&str> = ledger
+            .iter()
+            .map(|e| e["header"]["event_type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["AddedToCart", "CheckedOut"], "restart: {restart}");
+        assert_eq!(ledger[1]["header"]["source"]["offset"], 2);
+        assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
+        assert_eq!(dead_letters[0]["stage"], "schema");
+        assert_eq!(dead_letters[0]["offset"], "0");
+        runs.push((ledger, dead_letters));
+    }
+    assert_eq!(runs[0], runs[1], "the restart changed the outcome");
+}

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use recast::config::Config;
 use recast::legacy::Position;
 use recast::legacy_file::LegacyLine;
-use recast::offline::{Offline, RecordOutcome};
+use recast::offline::Offline;
+use recast::pipeline::RecordOutcome;
 
 use common::{Scenario, registry, sample};
 
