@@ -13,9 +13,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use recast::config::{Config, EMBEDDED_DEFAULT, Origin};
-use recast::dedupe::DedupeWindow;
 use recast::pipeline::Pipeline;
-use recast::restore::restore;
+use recast::pipeline::dedupe::DedupeWindow;
+use recast::worker::restore::restore;
 
 const ENTRIES: u64 = 1_000_000;
 const OPS: u64 = 10_000;

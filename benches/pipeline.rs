@@ -17,12 +17,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use recast::config::Config;
-use recast::decode::Decoder;
-use recast::envelope::{EnvelopeContext, encode_avro, encode_json, header};
-use recast::legacy::{LegacyRecord, Position};
-use recast::legacy_file::{LegacyLine, parse};
-use recast::mapping::{Mapped, Mapping, TransformFile};
+use recast::pipeline::decode::Decoder;
+use recast::pipeline::envelope::{EnvelopeContext, encode_avro, encode_json, header};
+use recast::pipeline::mapping::{Mapped, Mapping, TransformFile};
+use recast::pipeline::record::{LegacyRecord, Position};
 use recast::pipeline::{Pipeline, SchemaIds};
+use recast::tools::legacy_file::{LegacyLine, parse};
 
 fn sample() -> Vec<LegacyLine> {
     let text = std::fs::read_to_string(concat!(

@@ -15,9 +15,11 @@ use serde_json::Value;
 
 use recast::avro::WriterSchemas;
 use recast::config::{Config, ConfigError, LegacyFormat};
-use recast::log_reader::{CommittedRecord, read_committed};
+use recast::pipeline::dead_letter;
+use recast::tools::log_reader::{CommittedRecord, read_committed};
+use recast::tools::{create_topics, golden, legacy_file, load};
+use recast::worker;
 use recast::worker::{RunOptions, WorkerError};
-use recast::{admin, dead_letter, golden, legacy_file, loader, worker};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -181,7 +183,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::CreateTopics { partitions } => {
             let t = &config.raw.topics;
             runtime
-                .block_on(admin::create_topics(
+                .block_on(create_topics::create_topics(
                     &config.raw.kafka.brokers,
                     &[&t.legacy, &t.ledger, &t.dead_letter],
                     partitions,
@@ -205,7 +207,7 @@ fn check(config: &Config, offline: bool) -> anyhow::Result<()> {
         Vec::new()
     };
     let registry = if offline { None } else { config.registry() };
-    let report = recast::check::check(config, &cases, registry.as_ref());
+    let report = recast::tools::check::check(config, &cases, registry.as_ref());
     print!("{}", report.text);
     for problem in &report.problems {
         println!("problem: {problem}");
@@ -290,7 +292,7 @@ fn replay(config: &Config, input: &Path, output: Option<&Path>) -> anyhow::Resul
             .as_millis(),
     )
     .unwrap_or(i64::MAX);
-    let summary = recast::replay::replay(config, reader, &mut writer, now_ms, progress)
+    let summary = recast::tools::replay::replay(config, reader, &mut writer, now_ms, progress)
         .with_context(|| format!("replaying {}", input.display()))?;
     if show_progress {
         eprint!("\r{:60}\r", "");
@@ -387,7 +389,7 @@ fn decode_avro(record: &CommittedRecord, avro: Option<&WriterSchemas>) -> Option
     };
     for time in ["occurred_at", "recorded_at"] {
         if let Some(ms) = header[time].as_i64() {
-            header[time] = recast::timestamp::format_millis(ms).into();
+            header[time] = recast::pipeline::timestamp::format_millis(ms).into();
         }
     }
     Some((
@@ -464,8 +466,8 @@ fn load(config: &Config, input: &Path) -> anyhow::Result<()> {
         std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
     let lines = legacy_file::parse(&text).with_context(|| input.display().to_string())?;
     let topic = &config.raw.topics.legacy;
-    loader::load(
-        &recast::kafka::client_config(config),
+    load::load(
+        &recast::worker::kafka::client_config(config),
         topic,
         &lines,
         config.raw.kafka.connect_timeout,

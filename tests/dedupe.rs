@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{Expect, Scenario, assert_exactly_once, generate_with_retries, terminate};
-use recast::legacy_file::LegacyLine;
+use recast::tools::legacy_file::LegacyLine;
 
 const CATCH_UP: Duration = Duration::from_secs(240);
 
@@ -158,7 +158,7 @@ fn checkout(request: &str, unreviewed_field: bool) -> LegacyLine {
 
 /// What a topic holds, minus what differs between runs (`recorded_at`,
 /// the mapping version is the same), in order.
-fn contents(log: &recast::log_reader::TopicLog, events: bool) -> Vec<serde_json::Value> {
+fn contents(log: &recast::tools::log_reader::TopicLog, events: bool) -> Vec<serde_json::Value> {
     log.committed
         .iter()
         .map(|record| {

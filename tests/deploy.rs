@@ -151,7 +151,7 @@ fn the_dashboard_and_alerts_query_exported_metrics() {
         assert!(!names.is_empty(), "{expr}");
         for name in names {
             assert!(
-                recast::metrics::NAMES.contains(&name.as_str()),
+                recast::telemetry::metrics::NAMES.contains(&name.as_str()),
                 "{name} (in `{expr}`) is not exported"
             );
         }

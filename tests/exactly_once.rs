@@ -12,13 +12,13 @@ use common::{Expect, Scenario, assert_exactly_once, generate, terminate};
 
 const CATCH_UP: Duration = Duration::from_secs(240);
 
-fn expects(records: &[(recast::legacy_file::LegacyLine, Expect)]) -> Vec<Expect> {
+fn expects(records: &[(recast::tools::legacy_file::LegacyLine, Expect)]) -> Vec<Expect> {
     records.iter().map(|(_, e)| e.clone()).collect()
 }
 
 fn lines(
-    records: &[(recast::legacy_file::LegacyLine, Expect)],
-) -> Vec<recast::legacy_file::LegacyLine> {
+    records: &[(recast::tools::legacy_file::LegacyLine, Expect)],
+) -> Vec<recast::tools::legacy_file::LegacyLine> {
     records.iter().map(|(l, _)| l.clone()).collect()
 }
 
@@ -156,7 +156,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 /// thread: live traffic while instances come and go.
 fn produce_live(
     s: &Scenario,
-    records: &[(recast::legacy_file::LegacyLine, Expect)],
+    records: &[(recast::tools::legacy_file::LegacyLine, Expect)],
     chunk: usize,
     pause: Duration,
 ) -> std::thread::JoinHandle<()> {

@@ -14,10 +14,10 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use recast::config::Config;
-use recast::legacy::Position;
-use recast::legacy_file::LegacyLine;
-use recast::offline::Offline;
 use recast::pipeline::RecordOutcome;
+use recast::pipeline::record::Position;
+use recast::tools::legacy_file::LegacyLine;
+use recast::tools::offline::Offline;
 
 use common::{Scenario, registry, sample};
 
@@ -138,7 +138,7 @@ fn an_independent_client_decodes_every_event_through_the_registry() {
         assert_eq!(line["subject_latest_id"], line["schema_id"], "{id}");
         assert_eq!(header["event_type"], event_type, "{id}");
         assert_eq!(
-            recast::timestamp::format_millis(header["occurred_at"].as_i64().unwrap()),
+            recast::pipeline::timestamp::format_millis(header["occurred_at"].as_i64().unwrap()),
             want["header"]["occurred_at"].as_str().unwrap(),
             "{id}"
         );
@@ -156,7 +156,7 @@ fn an_independent_client_decodes_every_event_through_the_registry() {
         };
         assert_eq!(
             header["event_id"],
-            recast::envelope::event_id(position, 0).to_string(),
+            recast::pipeline::envelope::event_id(position, 0).to_string(),
             "{id}"
         );
         assert_eq!(event, want["payload"], "{id}");

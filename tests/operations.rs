@@ -123,7 +123,7 @@ fn metrics_match_the_input_and_add_up() {
         get(&address, "/metrics").1
     );
     let body = get(&address, "/metrics").1;
-    for name in recast::metrics::NAMES {
+    for name in recast::telemetry::metrics::NAMES {
         assert!(
             body.contains(&format!("\n{name}")),
             "{name} not exported:\n{body}"

@@ -17,7 +17,7 @@ use apache_avro::schema::{Name, RecordField, RecordSchema};
 use serde_json::{Map, Value};
 
 use super::encode::{FitError, Names, encode_fields};
-use crate::mapping::is_event_type;
+use crate::pipeline::mapping::is_event_type;
 
 /// Full name of the common header record.
 pub const HEADER_NAME: &str = "recast.EventHeader";

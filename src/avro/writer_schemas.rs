@@ -85,7 +85,7 @@ impl WriterSchemas {
             Ok(Value::Object(object)) => Ok(object),
             Ok(other) => Err(format!(
                 "Avro value of schema id {id} is {}, not a record",
-                crate::decode::json_kind(&other)
+                crate::pipeline::decode::json_kind(&other)
             )),
             Err(e) => Err(format!(
                 "Avro value of schema id {id} has no JSON form: {e}"

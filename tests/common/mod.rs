@@ -16,8 +16,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
-use recast::legacy_file::LegacyLine;
-use recast::log_reader::{TopicLog, read_committed};
+use recast::tools::legacy_file::LegacyLine;
+use recast::tools::log_reader::{TopicLog, read_committed};
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -132,7 +132,7 @@ impl Scenario {
             .build()
             .unwrap();
         runtime
-            .block_on(recast::admin::create_topics(
+            .block_on(recast::tools::create_topics::create_topics(
                 brokers(),
                 &[&scenario.legacy, &scenario.ledger, &scenario.dead_letter],
                 partitions,
@@ -264,9 +264,9 @@ impl Scenario {
         client.set("bootstrap.servers", brokers());
         let mut pending = lines.to_vec();
         for _ in 0..3 {
-            match recast::loader::load(&client, &self.legacy, &pending, TIMEOUT) {
+            match recast::tools::load::load(&client, &self.legacy, &pending, TIMEOUT) {
                 Ok(()) => return,
-                Err(recast::loader::LoadError::Undelivered { failed, .. })
+                Err(recast::tools::load::LoadError::Undelivered { failed, .. })
                     if failed.iter().all(|(_, e)| {
                         matches!(
                             e,
@@ -403,7 +403,7 @@ pub fn correlation_ids(ledger: &TopicLog) -> Vec<String> {
 /// RFC 3339, whichever format it was written in: a Confluent-framed Avro
 /// value is decoded by apache-avro with the schema the registry holds
 /// under its id (not with recast's own schema files or encoder).
-pub fn event_json(record: &recast::log_reader::CommittedRecord) -> Value {
+pub fn event_json(record: &recast::tools::log_reader::CommittedRecord) -> Value {
     let value = record.value.as_deref().expect("event has a value");
     let Some((id, mut datum)) = recast::avro::split_frame(value) else {
         return serde_json::from_slice(value).expect("event is JSON");
@@ -421,7 +421,7 @@ pub fn event_json(record: &recast::log_reader::CommittedRecord) -> Value {
     let mut header = fields.remove("header").expect("event has a header");
     for time in ["occurred_at", "recorded_at"] {
         let ms = header[time].as_i64().expect("header times are longs");
-        header[time] = recast::timestamp::format_millis(ms).into();
+        header[time] = recast::pipeline::timestamp::format_millis(ms).into();
     }
     serde_json::json!({ "header": header, "payload": fields })
 }
@@ -668,7 +668,7 @@ fn assert_key_order(ledger: &TopicLog) {
 fn assert_rejects_once(s: &Scenario, expected: &[Expect]) {
     use std::collections::HashMap;
     let dead = s.dead_letters();
-    let mut dead_by_key: HashMap<String, Vec<&recast::log_reader::CommittedRecord>> =
+    let mut dead_by_key: HashMap<String, Vec<&recast::tools::log_reader::CommittedRecord>> =
         HashMap::new();
     for record in &dead.committed {
         let key = record

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::legacy::{LegacyRecord, Position};
+use crate::pipeline::record::{LegacyRecord, Position};
 
 /// One legacy record read from a JSON line.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

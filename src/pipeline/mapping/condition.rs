@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::Draft;
 use super::path::FieldPath;
 use super::spec::ConditionSpec;
-use crate::legacy::LegacyRecord;
+use crate::pipeline::record::LegacyRecord;
 
 /// A compiled condition.
 #[derive(Debug, Clone)]
@@ -216,7 +216,10 @@ mod tests {
             panic!("payloads are objects")
         };
         let draft = Draft::new(payload);
-        let record = crate::mapping::test_record(Some(b"cart-1"), vec![("x-kind", Some(b"probe"))]);
+        let record = crate::pipeline::mapping::test_record(
+            Some(b"cart-1"),
+            vec![("x-kind", Some(b"probe"))],
+        );
         condition(toml).unwrap().holds(&draft, &record)
     }
 

@@ -12,7 +12,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::config::Config;
-use crate::kafka::{StartupError, client_config};
+use crate::worker::kafka::{StartupError, client_config};
 
 /// How a transactional failure must be handled.
 #[derive(Debug, thiserror::Error)]

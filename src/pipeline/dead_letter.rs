@@ -4,8 +4,8 @@
 //! The original headers come first and keep their order; recast's own
 //! headers follow, all prefixed `recast.` so they never collide.
 
-use crate::legacy::Position;
 use crate::pipeline::Rejection;
+use crate::pipeline::record::Position;
 
 pub const STAGE: &str = "recast.stage";
 pub const REASON: &str = "recast.reason";

@@ -11,10 +11,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Config;
-use crate::dedupe::DedupeWindow;
-use crate::kafka::client_config;
 use crate::pipeline::Pipeline;
-use crate::source::legacy_record;
+use crate::pipeline::dedupe::DedupeWindow;
+use crate::worker::kafka::client_config;
+use crate::worker::source::legacy_record;
 
 /// Records run between two window commits: bounds the keys staged at once.
 const COMMIT_EVERY: u32 = 4096;

@@ -30,7 +30,7 @@ use transform::Transform;
 pub use transform::is_event_type;
 
 use crate::config::{ScriptsConfig, line_at};
-use crate::legacy::LegacyRecord;
+use crate::pipeline::record::LegacyRecord;
 
 /// An event being built as it passes through the chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -347,10 +347,10 @@ fn check_chain(files: &[TransformFile], links: &[Link]) -> Result<(), FileError>
 #[cfg(test)]
 fn test_record(
     key: Option<&'static [u8]>,
-    headers: Vec<crate::legacy::Header<'static>>,
+    headers: Vec<crate::pipeline::record::Header<'static>>,
 ) -> LegacyRecord<'static> {
     LegacyRecord {
-        position: crate::legacy::Position {
+        position: crate::pipeline::record::Position {
             topic: "legacy-cart",
             partition: 0,
             offset: 7,

@@ -14,9 +14,9 @@ use std::io::{BufRead, Write};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::legacy_file::{LineError, read};
-use crate::offline::Offline;
 use crate::pipeline::RecordOutcome;
+use crate::tools::legacy_file::{LineError, read};
+use crate::tools::offline::Offline;
 
 /// How often, in records, the progress callback is called.
 const PROGRESS_EVERY: u64 = 4096;

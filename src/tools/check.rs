@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::config::Config;
-use crate::golden;
 use crate::registry::{Compatibility, Registry};
+use crate::tools::golden;
 
 /// What `recast check` found: lines describing what was checked, and one
 /// line per problem.

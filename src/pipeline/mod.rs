@@ -8,16 +8,24 @@
 //! always gives the same outcome. The worker runs it inside a transaction;
 //! tests and benches run it directly.
 
+pub mod dead_letter;
+pub mod decode;
+pub mod dedupe;
+pub mod envelope;
+pub mod mapping;
+pub mod record;
+pub mod timestamp;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::avro::{LedgerSchemas, WriterSchemas};
 use crate::config::Config;
-use crate::decode::Decoder;
-use crate::dedupe::{DedupeKey, DedupeWindow, KeySource, Verdict};
-use crate::envelope::{EnvelopeContext, Header, encode_avro, encode_json, header};
-use crate::legacy::LegacyRecord;
-use crate::mapping::{EventBody, Mapped, Mapping};
+use crate::pipeline::decode::Decoder;
+use crate::pipeline::dedupe::{DedupeKey, DedupeWindow, KeySource, Verdict};
+use crate::pipeline::envelope::{EnvelopeContext, Header, encode_avro, encode_json, header};
+use crate::pipeline::mapping::{EventBody, Mapped, Mapping};
+use crate::pipeline::record::LegacyRecord;
 use crate::registry::RegistryError;
 
 /// The stage that rejected a record, written to the dead-letter headers.
@@ -337,7 +345,7 @@ fn rejection(stage: Stage, error: &dyn std::error::Error) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::legacy::Position;
+    use crate::pipeline::record::Position;
     use serde_json::Value;
 
     fn pipeline() -> Pipeline {
@@ -533,7 +541,7 @@ mod tests {
 mod restore_agrees {
     use super::*;
     use crate::config::Origin;
-    use crate::legacy::Position;
+    use crate::pipeline::record::Position;
     use proptest::prelude::*;
 
     /// A mapping with every outcome: events, splits into several keyed

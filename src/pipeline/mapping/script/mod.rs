@@ -18,7 +18,7 @@ use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, Map, Scope};
 use serde_json::Value;
 
 use super::{Draft, MappingError};
-use crate::legacy::LegacyRecord;
+use crate::pipeline::record::LegacyRecord;
 use convert::{to_json, to_rhai_map};
 pub use engine::ScriptEngine;
 
@@ -245,7 +245,7 @@ impl Script {
             Some(v) => {
                 let json = to_json(v).map_err(reject)?;
                 Some(
-                    crate::timestamp::epoch_millis(&json)
+                    crate::pipeline::timestamp::epoch_millis(&json)
                         .map_err(|e| reject(format!("`occurred_at`: {e}")))?,
                 )
             }
@@ -311,7 +311,7 @@ mod tests {
     use serde_json::json;
 
     use crate::config::ScriptsConfig;
-    use crate::mapping::{Mapped, Mapping, TransformFile};
+    use crate::pipeline::mapping::{Mapped, Mapping, TransformFile};
 
     fn compile_with(script: &str, limits: &ScriptsConfig) -> Result<Mapping, String> {
         let files = [TransformFile {
@@ -329,7 +329,7 @@ mod tests {
         let serde_json::Value::Object(payload) = payload else {
             panic!("payloads are objects")
         };
-        let record = crate::mapping::test_record(Some(b"k-1"), vec![("x-h", Some(b"v"))]);
+        let record = crate::pipeline::mapping::test_record(Some(b"k-1"), vec![("x-h", Some(b"v"))]);
         mapping.apply(payload, &record).map_err(|e| e.reason)
     }
 
@@ -367,7 +367,8 @@ mod tests {
         assert_eq!(event.key, "legacy-cart:7");
         assert_eq!(event.occurred_at_ms, Some(1_763_999_999_999 + 1));
         assert_eq!(event.correlation_id.as_deref(), Some("v"));
-        let hash = crate::mapping::privacy::HashKey::new(b"test-key-of-16-bytes").hash_hex(b"a@b");
+        let hash = crate::pipeline::mapping::privacy::HashKey::new(b"test-key-of-16-bytes")
+            .hash_hex(b"a@b");
         assert_eq!(
             serde_json::Value::Object(event.payload.clone()),
             json!({"email": hash, "card": "****5678", "words": ["ship", "order"]})

@@ -16,11 +16,11 @@ use serde_json::Value;
 
 use crate::avro::{LedgerSchemas, SchemaError, read_schema_files};
 use crate::config::Config;
-use crate::legacy_file::LegacyLine;
-use crate::mapping::{FileError, Mapping, TransformFile};
-use crate::offline::Offline;
 use crate::pipeline::RecordOutcome;
 use crate::pipeline::Stage;
+use crate::pipeline::mapping::{FileError, Mapping, TransformFile};
+use crate::tools::legacy_file::LegacyLine;
+use crate::tools::offline::Offline;
 
 /// The key `hash` steps use under `recast test`.
 pub const TEST_HASH_KEY: &str = "recast-golden-test-key";
@@ -203,7 +203,7 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
             key: case.key.clone(),
             value: case.value.as_ref().map(|v| match v {
                 toml::Value::String(s) => s.clone(),
-                other => crate::mapping::toml_to_json(other.clone()).to_string(),
+                other => crate::pipeline::mapping::toml_to_json(other.clone()).to_string(),
             }),
             headers: case.headers.clone(),
             timestamp: case.timestamp,
@@ -362,7 +362,8 @@ fn compare_events(wanted: &[ExpectedEvent], got: &[crate::pipeline::LedgerEvent]
             header["correlation_id"].as_str(),
         );
         if let Some(payload) = &wanted.payload {
-            let wanted = crate::mapping::toml_to_json(toml::Value::Table(payload.clone()));
+            let wanted =
+                crate::pipeline::mapping::toml_to_json(toml::Value::Table(payload.clone()));
             diff(
                 &format!("events[{i}].payload"),
                 &wanted,

@@ -4,10 +4,10 @@
 //! one transaction each.
 
 use crate::config::Config;
-use crate::dedupe::DedupeWindow;
-use crate::legacy::Position;
-use crate::legacy_file::LegacyLine;
+use crate::pipeline::dedupe::DedupeWindow;
+use crate::pipeline::record::Position;
 use crate::pipeline::{Pipeline, RecordOutcome};
+use crate::tools::legacy_file::LegacyLine;
 
 /// A pipeline and a dedupe window over one simulated partition.
 #[derive(Debug)]

@@ -8,8 +8,8 @@ use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
 use super::convert::to_json;
 use crate::config::ScriptsConfig;
-use crate::mapping::command::{derive_event_type, normalise, words};
-use crate::mapping::privacy::{HashKey, mask};
+use crate::pipeline::mapping::command::{derive_event_type, normalise, words};
+use crate::pipeline::mapping::privacy::{HashKey, mask};
 
 /// The engine shared by every script of a chain.
 #[derive(Clone)]
@@ -68,7 +68,7 @@ fn register_helpers(engine: &mut Engine, hash_key: Option<HashKey>) {
         "parse_time",
         |value: Dynamic| -> Result<i64, Box<EvalAltResult>> {
             let json = to_json(&value)?;
-            crate::timestamp::epoch_millis(&json).map_err(Into::into)
+            crate::pipeline::timestamp::epoch_millis(&json).map_err(Into::into)
         },
     );
     engine.register_fn("mask", |text: &str, keep_last: i64| {

@@ -8,6 +8,11 @@
 //! buffered records of revoked partitions are simply dropped (their new
 //! owner reads them again from the committed offset).
 
+pub mod kafka;
+pub mod restore;
+pub mod sink;
+pub mod source;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,16 +22,16 @@ use rdkafka::consumer::Consumer;
 
 use crate::avro::WriterSchemas;
 use crate::config::{Config, LedgerFormat, LegacyFormat};
-use crate::dead_letter;
-use crate::dedupe::DedupeWindow;
-use crate::http::{self, Health};
-use crate::kafka::{StartupError, check_cluster};
-use crate::legacy::LegacyRecord;
-use crate::metrics::{BatchOutcomes, Metrics};
+use crate::pipeline::dead_letter;
+use crate::pipeline::dedupe::DedupeWindow;
+use crate::pipeline::record::LegacyRecord;
 use crate::pipeline::{LedgerEvent, Pipeline, RecordOutcome, Rejection};
-use crate::restore::restore;
-use crate::sink::{SendError, Sink, TxnError, owned_headers};
-use crate::source::{Batch, Change, Source, first_offsets, legacy_record};
+use crate::telemetry::http::{self, Health};
+use crate::telemetry::metrics::{BatchOutcomes, Metrics};
+use crate::worker::kafka::{StartupError, check_cluster};
+use crate::worker::restore::restore;
+use crate::worker::sink::{SendError, Sink, TxnError, owned_headers};
+use crate::worker::source::{Batch, Change, Source, first_offsets, legacy_record};
 
 /// First wait after a repeated abort; doubles per consecutive abort.
 const ABORT_BACKOFF: Duration = Duration::from_millis(50);

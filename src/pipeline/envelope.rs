@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::avro::{EventSchema, FitError, write_bytes, write_frame, write_long};
-use crate::legacy::Position;
-use crate::mapping::EventBody;
-use crate::timestamp::format_millis;
+use crate::pipeline::mapping::EventBody;
+use crate::pipeline::record::Position;
+use crate::pipeline::timestamp::format_millis;
 
 /// Namespace of every `event_id` (a version 5 UUID). Fixed forever: changing it would
 /// give replayed records new ids.

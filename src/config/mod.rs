@@ -14,12 +14,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::avro::{LedgerSchemas, SchemaError, SchemaFile, read_schema_files};
-use crate::mapping::{FieldPath, FileError, Mapping, TransformFile};
+use crate::pipeline::mapping::{FieldPath, FileError, Mapping, TransformFile};
 use crate::registry::Registry;
 
 /// The configuration the quickstart runs with: a local broker on port 9092
 /// and the cart sample's mapping. Also the commented reference for every key.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../deploy/local/recast.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../deploy/local/recast.toml");
 
 /// Where the embedded default sits in the repository: its relative
 /// transform paths resolve from here, as they would from the file.
@@ -30,11 +30,11 @@ const EMBEDDED_DIR: &str = "deploy/local";
 const EMBEDDED_TRANSFORMS: &[(&str, &str)] = &[
     (
         "transforms/cart.toml",
-        include_str!("../transforms/cart.toml"),
+        include_str!("../../transforms/cart.toml"),
     ),
     (
         "transforms/cart-amounts.rhai",
-        include_str!("../transforms/cart-amounts.rhai"),
+        include_str!("../../transforms/cart-amounts.rhai"),
     ),
 ];
 
@@ -43,31 +43,31 @@ const EMBEDDED_TRANSFORMS: &[(&str, &str)] = &[
 const EMBEDDED_SCHEMAS: &[(&str, &str)] = &[
     (
         "schemas/header.avsc",
-        include_str!("../schemas/header.avsc"),
+        include_str!("../../schemas/header.avsc"),
     ),
     (
         "schemas/cart/AddedToCart.avsc",
-        include_str!("../schemas/cart/AddedToCart.avsc"),
+        include_str!("../../schemas/cart/AddedToCart.avsc"),
     ),
     (
         "schemas/cart/CheckedOut.avsc",
-        include_str!("../schemas/cart/CheckedOut.avsc"),
+        include_str!("../../schemas/cart/CheckedOut.avsc"),
     ),
     (
         "schemas/cart/CouponApplied.avsc",
-        include_str!("../schemas/cart/CouponApplied.avsc"),
+        include_str!("../../schemas/cart/CouponApplied.avsc"),
     ),
     (
         "schemas/cart/Customer.avsc",
-        include_str!("../schemas/cart/Customer.avsc"),
+        include_str!("../../schemas/cart/Customer.avsc"),
     ),
     (
         "schemas/cart/QuantityUpdated.avsc",
-        include_str!("../schemas/cart/QuantityUpdated.avsc"),
+        include_str!("../../schemas/cart/QuantityUpdated.avsc"),
     ),
     (
         "schemas/cart/RemovedFromCart.avsc",
-        include_str!("../schemas/cart/RemovedFromCart.avsc"),
+        include_str!("../../schemas/cart/RemovedFromCart.avsc"),
     ),
 ];
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// What `/readyz` decides on, updated by the worker.
 #[derive(Debug)]

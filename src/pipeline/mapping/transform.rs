@@ -15,8 +15,8 @@ use super::privacy::HashKey;
 use super::spec::{CommandSpec, StepSpec, TransformSpec, UnknownCommand};
 use super::step::Step;
 use super::{Draft, MappingError};
-use crate::decode::json_kind;
-use crate::legacy::LegacyRecord;
+use crate::pipeline::decode::json_kind;
+use crate::pipeline::record::LegacyRecord;
 
 /// A compiled transform file.
 #[derive(Debug, Clone)]
@@ -253,10 +253,9 @@ impl Transform {
         if let Some(path) = &self.occurred_at
             && let Some(value) = path.get_present(&draft.payload)
         {
-            draft.occurred_at_ms =
-                Some(crate::timestamp::epoch_millis(value).map_err(|reason| {
-                    MappingError::new(format!("event time at `{path}`: {reason}"))
-                })?);
+            draft.occurred_at_ms = Some(crate::pipeline::timestamp::epoch_millis(value).map_err(
+                |reason| MappingError::new(format!("event time at `{path}`: {reason}")),
+            )?);
         }
         if let Some(path) = &self.correlation_id {
             draft.correlation_id = match path.get(&draft.payload) {

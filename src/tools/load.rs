@@ -8,8 +8,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
-use crate::legacy_file::LegacyLine;
-use crate::sink::owned_headers;
+use crate::tools::legacy_file::LegacyLine;
+use crate::worker::sink::owned_headers;
 
 /// Records that could not be written.
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,7 @@ use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{DedupeConfig, DedupeKeyKind};
-use crate::mapping::FieldPath;
+use crate::pipeline::mapping::FieldPath;
 
 /// A canonical, hashed dedupe key.
 pub type DedupeKey = u128;

@@ -4,7 +4,7 @@
 use super::*;
 use serde_json::json;
 
-const CART: &str = include_str!("../../transforms/cart.toml");
+const CART: &str = include_str!("../../../transforms/cart.toml");
 
 fn file(path: &str, text: &str) -> TransformFile {
     TransformFile {
@@ -26,7 +26,7 @@ fn compile(texts: &[&str]) -> Result<Mapping, FileError> {
     )
 }
 
-fn record(headers: Vec<crate::legacy::Header<'static>>) -> LegacyRecord<'static> {
+fn record(headers: Vec<crate::pipeline::record::Header<'static>>) -> LegacyRecord<'static> {
     test_record(Some(b"record-key"), headers)
 }
 

@@ -15,8 +15,8 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::config::Config;
-use crate::kafka::{StartupError, client_config};
-use crate::legacy::{LegacyRecord, Position};
+use crate::pipeline::record::{LegacyRecord, Position};
+use crate::worker::kafka::{StartupError, client_config};
 
 /// How long one poll may block while no batch is open, so shutdown and
 /// idle checks stay responsive.

@@ -10,7 +10,7 @@ use super::condition::{Condition, toml_to_json};
 use super::path::{FieldPath, FieldPattern};
 use super::privacy::{HashKey, mask};
 use super::spec::{CastType, StepSpec};
-use crate::legacy::LegacyRecord;
+use crate::pipeline::record::LegacyRecord;
 
 /// A compiled step.
 #[derive(Debug, Clone)]
@@ -200,7 +200,7 @@ fn split_field(
     let Value::String(text) = value else {
         return Err(format!(
             "cannot split `{field}`: it is {}, not a string",
-            crate::decode::json_kind(value)
+            crate::pipeline::decode::json_kind(value)
         ));
     };
     let parts: Vec<String> = text
@@ -310,7 +310,10 @@ fn describe(value: &Value) -> String {
     let text = value.to_string();
     let short: String = text.chars().take(32).collect();
     let ellipsis = if short.len() < text.len() { "…" } else { "" };
-    format!("{} {short}{ellipsis}", crate::decode::json_kind(value))
+    format!(
+        "{} {short}{ellipsis}",
+        crate::pipeline::decode::json_kind(value)
+    )
 }
 
 #[cfg(test)]
@@ -325,7 +328,7 @@ mod tests {
             panic!("payloads are objects")
         };
         let mut draft = Draft::new(payload);
-        let record = crate::mapping::test_record(None, Vec::new());
+        let record = crate::pipeline::mapping::test_record(None, Vec::new());
         step.apply(&mut draft, &record)?;
         Ok(Value::Object(draft.payload))
     }
