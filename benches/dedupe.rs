@@ -13,7 +13,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use recast::config::{Config, EMBEDDED_DEFAULT, Origin};
-use recast::pipeline::Pipeline;
 use recast::pipeline::dedupe::DedupeWindow;
 use recast::worker::restore::restore;
 
@@ -88,7 +87,7 @@ fn restore_from_broker(c: &mut Criterion) {
         ),
     ];
     let config = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env).expect("config");
-    let pipeline = Pipeline::new(&config);
+    let pipeline = config.offline_pipeline();
     // The group has committed the whole partition: a restore re-reads the
     // last `capacity` (100,000) records.
     let group: BaseConsumer = ClientConfig::new()
@@ -109,7 +108,8 @@ fn restore_from_broker(c: &mut Criterion) {
     bench.bench_function("restore_100k_from_broker", |b| {
         b.iter(|| {
             let mut window = DedupeWindow::new(100_000, None);
-            let restored = restore(&config, &group, &pipeline, &mut window, &[0]).expect("restore");
+            let restored =
+                restore(&config, &group, None, &pipeline, &mut window, &[0]).expect("restore");
             assert!(restored[0].records > 90_000, "{restored:?}");
         });
     });

@@ -21,7 +21,7 @@ use recast::pipeline::decode::Decoder;
 use recast::pipeline::envelope::{EnvelopeContext, encode_avro, encode_json, header};
 use recast::pipeline::mapping::{Mapped, Mapping, TransformFile};
 use recast::pipeline::record::{LegacyRecord, Position};
-use recast::pipeline::{Pipeline, SchemaIds};
+use recast::pipeline::{Encoding, SchemaIds};
 use recast::tools::legacy_file::{LegacyLine, parse};
 
 fn sample() -> Vec<LegacyLine> {
@@ -67,11 +67,8 @@ fn bench(c: &mut Criterion) {
             .map(|(t, id)| (t.to_owned(), id))
             .collect(),
     );
-    let avro = Pipeline::avro(&config, schemas, ids.clone());
-    let json = Pipeline::new(&Config {
-        schemas: None,
-        ..config.clone()
-    });
+    let avro = config.pipeline(Encoding::Avro(schemas, ids.clone()));
+    let json = config.pipeline(Encoding::Json(None));
     for (name, pipeline) in [
         ("process_sample_avro", &avro),
         ("process_sample_json", &json),

@@ -10,6 +10,7 @@
 
 pub mod avro;
 pub mod config;
+pub mod json;
 pub mod pipeline;
 pub mod registry;
 pub mod telemetry;

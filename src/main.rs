@@ -2,7 +2,6 @@
 //! runs a subcommand, and turns its outcome into an exit code (0 success,
 //! 1 runtime failure, 2 bad configuration or usage).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,13 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 
-use recast::avro::WriterSchemas;
-use recast::config::{Config, ConfigError, LegacyFormat};
-use recast::pipeline::dead_letter;
-use recast::tools::log_reader::{CommittedRecord, read_committed};
-use recast::tools::{create_topics, golden, legacy_file, load};
+use recast::config::{Config, ConfigError};
+use recast::tools::{create_topics, golden, inspect, legacy_file, load};
 use recast::worker;
 use recast::worker::{RunOptions, WorkerError};
 
@@ -178,7 +173,10 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         }
         Command::Test { paths } => golden_test(config, paths),
         Command::Replay { input, output } => replay(config, &input, output.as_deref()),
-        Command::Inspect { topic, limit } => inspect(config, &topic, limit),
+        Command::Inspect { topic, limit } => {
+            inspect::inspect(config, &topic, limit, &mut std::io::stdout().lock())
+                .with_context(|| format!("inspecting {topic}"))
+        }
         Command::Load { input } => load(config, &input),
         Command::CreateTopics { partitions } => {
             let t = &config.raw.topics;
@@ -327,137 +325,6 @@ async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow
         Ok(_) => Ok(()),
         Err(WorkerError::Startup(e)) => bail!("cannot start: {e}"),
         Err(WorkerError::Fatal(e)) => bail!("stopped on a fatal error: {e}"),
-    }
-}
-
-fn inspect(config: &Config, topic: &str, limit: Option<usize>) -> anyhow::Result<()> {
-    let topics = &config.raw.topics;
-    let (name, role) = match topic {
-        "ledger" => (topics.ledger.as_str(), "ledger"),
-        "dead-letter" => (topics.dead_letter.as_str(), "dead-letter"),
-        "legacy" => (topics.legacy.as_str(), "legacy"),
-        other => (other, "topic"),
-    };
-    let log = read_committed(
-        &config.raw.kafka.brokers,
-        name,
-        config.raw.kafka.connect_timeout,
-    )
-    .with_context(|| format!("reading {name}"))?;
-    // Avro values are shown decoded, with their schemas from the registry:
-    // the ledger's, and legacy values (dead letters too) where they are Avro.
-    let may_be_avro =
-        role != "dead-letter" && role != "legacy" || config.raw.source.format != LegacyFormat::Json;
-    let avro = config
-        .registry()
-        .filter(|_| may_be_avro)
-        .map(WriterSchemas::new);
-    if let Some(avro) = &avro {
-        avro.prefetch(log.committed.iter().map(|r| r.value.as_deref()))
-            .context("fetching the schemas of Avro values")?;
-    }
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, record) in log.committed.iter().enumerate() {
-        let decoded = decode_avro(record, avro.as_ref());
-        let label = summary_label(role, record, decoded.as_ref());
-        *counts.entry(label.clone()).or_default() += 1;
-        if limit.is_none_or(|l| i < l) {
-            println!("{}", describe(role, record, decoded.as_ref(), &label));
-        }
-    }
-    println!(
-        "{name}: {} committed records ({} aborted, {} in open transactions)",
-        log.committed.len(),
-        log.aborted,
-        log.open
-    );
-    for (label, count) in counts {
-        println!("  {count:>6}  {label}");
-    }
-    Ok(())
-}
-
-/// A Confluent-framed Avro value as JSON, with its schema id; `None` for
-/// other values and undecodable ones (shown as they are). A ledger event
-/// is shown as the JSON ledger writes it: header (times in RFC 3339), then
-/// payload.
-fn decode_avro(record: &CommittedRecord, avro: Option<&WriterSchemas>) -> Option<(u32, Value)> {
-    let (id, datum) = recast::avro::split_frame(record.value.as_deref()?)?;
-    let mut object = avro?.decode(id, datum).ok()?;
-    let Some(mut header) = object.remove("header") else {
-        return Some((id, Value::Object(object)));
-    };
-    for time in ["occurred_at", "recorded_at"] {
-        if let Some(ms) = header[time].as_i64() {
-            header[time] = recast::pipeline::timestamp::format_millis(ms).into();
-        }
-    }
-    Some((
-        id,
-        serde_json::json!({ "header": header, "payload": object }),
-    ))
-}
-
-fn summary_label(role: &str, record: &CommittedRecord, decoded: Option<&(u32, Value)>) -> String {
-    match role {
-        "ledger" => decoded
-            .map(|(_, v)| v.clone())
-            .or_else(|| serde_json::from_slice::<Value>(record.value.as_deref()?).ok())
-            .and_then(|v| v["header"]["event_type"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "(not an event)".into()),
-        "dead-letter" => format!(
-            "{}: {}",
-            record.header(dead_letter::STAGE).unwrap_or_default(),
-            record.header(dead_letter::REASON).unwrap_or_default()
-        ),
-        _ => "records".into(),
-    }
-}
-
-fn describe(
-    role: &str,
-    record: &CommittedRecord,
-    decoded: Option<&(u32, Value)>,
-    label: &str,
-) -> String {
-    // Control characters are escaped so that binary garbage cannot garble
-    // the terminal.
-    let text = |b: &Option<bytes::Bytes>| {
-        b.as_deref().map_or_else(
-            || "null".to_owned(),
-            |b| {
-                String::from_utf8_lossy(b)
-                    .chars()
-                    .map(|c| {
-                        if c.is_control() {
-                            c.escape_default().to_string()
-                        } else {
-                            c.to_string()
-                        }
-                    })
-                    .collect()
-            },
-        )
-    };
-    let value = match decoded {
-        Some((id, json)) => format!("avro(schema {id}) {json}"),
-        None => text(&record.value),
-    };
-    let shown: String = value.chars().take(300).collect();
-    let more = if shown.len() < value.len() { "…" } else { "" };
-    match role {
-        "dead-letter" => format!(
-            "[{}@{}] key={} reason=\"{label}\" value={shown}{more}",
-            record.partition,
-            record.offset,
-            text(&record.key)
-        ),
-        _ => format!(
-            "[{}@{}] key={} {shown}{more}",
-            record.partition,
-            record.offset,
-            text(&record.key)
-        ),
     }
 }
 

@@ -90,7 +90,7 @@ fn produce(topic: &str, records: &[(&str, Vec<u8>)]) {
 #[test]
 fn avro_legacy_records_are_decoded_through_the_registry() {
     let s = Scenario::new("avro-input", 1);
-    let client = Registry::new(&recast::config::RegistryConfig {
+    let client = Registry::new(&recast::registry::RegistryConfig {
         url: registry().to_owned(),
         username: None,
         password: None,

@@ -25,7 +25,7 @@ use serde_json::{Map, Number, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
-use crate::pipeline::decode::json_kind;
+use crate::json::json_kind;
 
 /// Deepest nesting of values the encoder follows: a script can build a
 /// payload nested deeper than any legacy JSON could be.

@@ -8,7 +8,7 @@ mod writer_schemas;
 
 pub use encode::{FitError, Names, encode_value, write_bytes, write_long};
 pub use schemas::{
-    EventSchema, HEADER_NAME, LedgerSchemas, SchemaError, SchemaFile, read_schema_files,
+    EventSchema, HEADER_NAME, LedgerSchemas, SchemaError, SchemaFile, is_event_type,
 };
 pub use writer_schemas::WriterSchemas;
 

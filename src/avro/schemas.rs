@@ -9,7 +9,6 @@
 //! text: any consumer can read it without knowing recast's files.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use apache_avro::Schema;
@@ -17,7 +16,13 @@ use apache_avro::schema::{Name, RecordField, RecordSchema};
 use serde_json::{Map, Value};
 
 use super::encode::{FitError, Names, encode_fields};
-use crate::pipeline::mapping::is_event_type;
+
+/// Whether `name` can be an event type: a `PascalCase` identifier, as the
+/// record name of its schema.
+pub fn is_event_type(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
+}
 
 /// Full name of the common header record.
 pub const HEADER_NAME: &str = "recast.EventHeader";
@@ -35,46 +40,6 @@ const PRIMITIVES: &[&str] = &[
 pub struct SchemaFile {
     pub path: String,
     pub text: String,
-}
-
-/// Reads schema files: each of `names`, relative to `base`, is an `.avsc`
-/// file or a directory whose `*.avsc` files are read in name order.
-pub fn read_schema_files(base: &Path, names: &[String]) -> Result<Vec<SchemaFile>, SchemaError> {
-    let mut files = Vec::new();
-    for name in names {
-        let path = base.join(name);
-        let error = |path: &Path, e: std::io::Error| SchemaError {
-            file: path.display().to_string(),
-            message: format!("cannot read: {e}"),
-        };
-        let paths = if path.is_dir() {
-            let mut found = Vec::new();
-            for entry in std::fs::read_dir(&path).map_err(|e| error(&path, e))? {
-                let entry = entry.map_err(|e| error(&path, e))?.path();
-                if entry.extension().is_some_and(|e| e == "avsc") {
-                    found.push(entry);
-                }
-            }
-            if found.is_empty() {
-                return Err(SchemaError {
-                    file: path.display().to_string(),
-                    message: "holds no schema files (*.avsc)".into(),
-                });
-            }
-            found.sort();
-            found
-        } else {
-            vec![path]
-        };
-        for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|e| error(&path, e))?;
-            files.push(SchemaFile {
-                path: path.display().to_string(),
-                text,
-            });
-        }
-    }
-    Ok(files)
 }
 
 /// A schema file that cannot be used, and why.

@@ -10,7 +10,8 @@ use super::*;
 
 fn schema_files() -> Vec<SchemaFile> {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    read_schema_files(base, &["schemas/header.avsc".into(), "schemas/cart".into()]).unwrap()
+    crate::config::read_schema_files(base, &["schemas/header.avsc".into(), "schemas/cart".into()])
+        .unwrap()
 }
 
 fn shipped() -> LedgerSchemas {
@@ -356,7 +357,7 @@ proptest! {
 fn legacy_avro_values_decode_with_their_writer_schema() {
     use crate::registry::{Registry, dev::DevRegistry};
     let dev = DevRegistry::start("127.0.0.1:0").unwrap();
-    let registry = Registry::new(&crate::config::RegistryConfig {
+    let registry = Registry::new(&crate::registry::RegistryConfig {
         url: dev.url(),
         username: None,
         password: None,
@@ -390,14 +391,17 @@ fn legacy_avro_values_decode_with_their_writer_schema() {
     let good = framed(command_id, &datum);
     let unknown = framed(4242, &datum);
     let recursive = framed(list_id, &[0]);
-    let schemas = WriterSchemas::new(registry);
-    schemas
-        .prefetch([
-            Some(&good[..]),
-            Some(&unknown[..]),
-            Some(&recursive[..]),
-            None,
-        ])
+    let schemas = WriterSchemas::new();
+    registry
+        .fetch_writer_schemas(
+            &schemas,
+            [
+                Some(&good[..]),
+                Some(&unknown[..]),
+                Some(&recursive[..]),
+                None,
+            ],
+        )
         .unwrap();
 
     let decoded = schemas.decode(command_id, &datum).unwrap();

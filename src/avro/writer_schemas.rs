@@ -1,7 +1,9 @@
 //! Legacy values in Avro: Confluent-framed values are decoded with the
-//! writer schema the registry holds under their id. The worker fetches the
-//! ids of a batch before running it ([`WriterSchemas::prefetch`]), so the
-//! decode stage itself stays free of I/O; each id is fetched once.
+//! writer schema the registry holds under their id. This cache is pure:
+//! the worker asks it which ids of a batch are unknown
+//! ([`WriterSchemas::unknown_ids`]), fetches those from the registry and
+//! teaches them ([`WriterSchemas::learn`]) before running the batch, so
+//! the decode stage itself stays free of I/O; each id is fetched once.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,7 +14,6 @@ use apache_avro::schema::Name;
 use serde_json::{Map, Value};
 
 use super::split_frame;
-use crate::registry::{Registry, RegistryError};
 
 /// What is known of one schema id: the schema, or why records written
 /// with it cannot be decoded.
@@ -25,43 +26,46 @@ const MAX_REMEMBERED_IDS: u64 = 10_000;
 /// Writer schemas by registry id, shared by clones.
 #[derive(Debug, Clone)]
 pub struct WriterSchemas {
-    registry: Registry,
     by_id: moka::sync::Cache<u32, Known>,
 }
 
+impl Default for WriterSchemas {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl WriterSchemas {
-    pub fn new(registry: Registry) -> Self {
+    pub fn new() -> Self {
         Self {
-            registry,
             by_id: moka::sync::Cache::new(MAX_REMEMBERED_IDS),
         }
     }
 
-    /// Fetches the schemas of the framed values among `values` not yet
-    /// known. Fails only when the registry cannot answer (after its
-    /// retries); an id it does not have is remembered as such, and its
-    /// records are rejected.
-    pub fn prefetch<'a>(
+    /// The schema ids of the framed values among `values` not known yet.
+    pub fn unknown_ids<'a>(
         &self,
         values: impl IntoIterator<Item = Option<&'a [u8]>>,
-    ) -> Result<(), RegistryError> {
-        let unknown: BTreeSet<u32> = values
+    ) -> BTreeSet<u32> {
+        values
             .into_iter()
             .filter_map(|v| split_frame(v?))
             .map(|(id, _)| id)
             .filter(|id| !self.by_id.contains_key(id))
-            .collect();
-        for id in unknown {
-            let known = match self.registry.schema_by_id(id)? {
-                None => Err(format!("schema id {id} is not in the registry")),
-                Some(text) => parse_writer_schema(id, &text),
-            };
-            if let Err(reason) = &known {
-                tracing::warn!(id, %reason, "legacy records written with this schema are rejected");
-            }
-            self.by_id.insert(id, known);
+            .collect()
+    }
+
+    /// Remembers what the registry holds under `id`: the schema's text, or
+    /// `None` when it has no such id (its records are then rejected).
+    pub fn learn(&self, id: u32, text: Option<&str>) {
+        let known = match text {
+            None => Err(format!("schema id {id} is not in the registry")),
+            Some(text) => parse_writer_schema(id, text),
+        };
+        if let Err(reason) = &known {
+            tracing::warn!(id, %reason, "legacy records written with this schema are rejected");
         }
-        Ok(())
+        self.by_id.insert(id, known);
     }
 
     /// Decodes a framed legacy value into the JSON object the mapping reads.
@@ -85,7 +89,7 @@ impl WriterSchemas {
             Ok(Value::Object(object)) => Ok(object),
             Ok(other) => Err(format!(
                 "Avro value of schema id {id} is {}, not a record",
-                crate::pipeline::decode::json_kind(&other)
+                crate::json::json_kind(&other)
             )),
             Err(e) => Err(format!(
                 "Avro value of schema id {id} has no JSON form: {e}"

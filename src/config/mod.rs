@@ -7,15 +7,21 @@
 //! [`Config`] that has passed [`RawConfig::validate`].
 
 use std::collections::BTreeMap;
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::avro::{LedgerSchemas, SchemaError, SchemaFile, read_schema_files};
-use crate::pipeline::mapping::{FieldPath, FileError, Mapping, TransformFile};
-use crate::registry::Registry;
+mod schema_files;
+
+use crate::avro::{LedgerSchemas, SchemaError, SchemaFile, WriterSchemas};
+use crate::pipeline::decode::Decoder;
+use crate::pipeline::dedupe::{DedupeConfig, KeySource};
+use crate::pipeline::mapping::{FileError, Mapping, ScriptsConfig, TransformFile, line_at};
+use crate::pipeline::{Encoding, Pipeline, Stages};
+use crate::registry::{Registry, RegistryConfig};
+pub use schema_files::read_schema_files;
 
 /// The configuration the quickstart runs with: a local broker on port 9092
 /// and the cart sample's mapping. Also the commented reference for every key.
@@ -343,33 +349,6 @@ pub struct LedgerConfig {
     pub schemas: Vec<String>,
 }
 
-/// A Confluent-compatible schema registry (Confluent Schema Registry,
-/// Karapace, Redpanda, Apicurio's compatible API).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryConfig {
-    /// Base URL, e.g. `https://registry.example.com:8081`.
-    pub url: String,
-    /// Basic authentication user (with `password`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// Basic authentication password: set `RECAST_REGISTRY__PASSWORD`
-    /// from a secret store rather than writing it here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    /// Bearer token, instead of `username`/`password`:
-    /// `RECAST_REGISTRY__TOKEN`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// Longest wait for one request.
-    #[serde(default = "defaults::registry_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// How long transient failures (no connection, 5xx, 429) are retried,
-    /// with backoff, before recast gives up.
-    #[serde(default = "defaults::registry_retry_for", with = "humantime_serde")]
-    pub retry_for: Duration,
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
@@ -386,80 +365,6 @@ impl Default for HttpConfig {
         Self {
             enabled: true,
             listen: defaults::http_listen(),
-        }
-    }
-}
-
-/// What identifies a request for the dedupe window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DedupeKeyKind {
-    /// The `fields` of the mapped payload, together.
-    Fields,
-    /// The legacy record's Kafka key.
-    RecordKey,
-    /// The whole mapped payload, after technical context is dropped.
-    Payload,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DedupeConfig {
-    /// `fields`, `record_key` or `payload`.
-    pub key: DedupeKeyKind,
-    /// With `key = "fields"`: dotted paths of the mapped payload that
-    /// identify a request (e.g. `["requestId"]`). Events with none of them
-    /// are never treated as duplicates.
-    #[serde(default)]
-    pub fields: Vec<String>,
-    /// How far back the window looks, in records (offsets) of one input
-    /// partition. Also the number of keys kept in memory per partition
-    /// (about 100 bytes each), and what is re-read to rebuild a partition's
-    /// window on assignment.
-    #[serde(default = "defaults::dedupe_capacity")]
-    pub capacity: NonZeroU64,
-    /// Optionally also bound the window in time, measured on record
-    /// timestamps (not the wall clock), so a replay decides the same.
-    #[serde(default, with = "humantime_serde")]
-    pub ttl: Option<Duration>,
-}
-
-/// The limits every Rhai transform runs under, per record. A record whose
-/// script exceeds one is rejected to the dead-letter topic, naming it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScriptsConfig {
-    /// Operations (roughly: expressions evaluated) per call.
-    #[serde(default = "defaults::max_operations")]
-    pub max_operations: NonZeroU64,
-    /// Longest string a script may build, in bytes.
-    #[serde(default = "defaults::max_string_bytes")]
-    pub max_string_bytes: NonZeroUsize,
-    /// Most elements in an array a script may build.
-    #[serde(default = "defaults::max_collection_len")]
-    pub max_array_len: NonZeroUsize,
-    /// Most entries in a map a script may build with functions and
-    /// operators (`+=`, `mixin`, literals). Rhai does not check a map
-    /// growing one `m[key] = value` at a time; `max_operations` bounds that.
-    #[serde(default = "defaults::max_collection_len")]
-    pub max_map_len: NonZeroUsize,
-    /// Deepest chain of function calls (recursion).
-    #[serde(default = "defaults::max_call_depth")]
-    pub max_call_depth: NonZeroUsize,
-    /// Deepest nesting of expressions, checked when scripts are compiled.
-    #[serde(default = "defaults::max_expr_depth")]
-    pub max_expr_depth: NonZeroUsize,
-}
-
-impl Default for ScriptsConfig {
-    fn default() -> Self {
-        Self {
-            max_operations: defaults::max_operations(),
-            max_string_bytes: defaults::max_string_bytes(),
-            max_array_len: defaults::max_collection_len(),
-            max_map_len: defaults::max_collection_len(),
-            max_call_depth: defaults::max_call_depth(),
-            max_expr_depth: defaults::max_expr_depth(),
         }
     }
 }
@@ -505,35 +410,9 @@ fn scalar_strings<'de, D: serde::Deserializer<'de>>(
 }
 
 mod defaults {
-    use std::num::{NonZeroU64, NonZeroUsize};
+    use std::num::NonZeroUsize;
     use std::time::Duration;
 
-    pub fn max_operations() -> NonZeroU64 {
-        NonZeroU64::new(100_000).expect("non-zero")
-    }
-
-    pub fn max_string_bytes() -> NonZeroUsize {
-        NonZeroUsize::new(1024 * 1024).expect("non-zero")
-    }
-
-    pub fn max_collection_len() -> NonZeroUsize {
-        NonZeroUsize::new(10_000).expect("non-zero")
-    }
-
-    pub fn max_call_depth() -> NonZeroUsize {
-        NonZeroUsize::new(32).expect("non-zero")
-    }
-
-    pub fn max_expr_depth() -> NonZeroUsize {
-        NonZeroUsize::new(64).expect("non-zero")
-    }
-
-    pub fn registry_timeout() -> Duration {
-        Duration::from_secs(10)
-    }
-    pub fn registry_retry_for() -> Duration {
-        Duration::from_secs(60)
-    }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(10)
     }
@@ -548,9 +427,6 @@ mod defaults {
     }
     pub fn max_value_bytes() -> NonZeroUsize {
         NonZeroUsize::new(900 * 1024).expect("non-zero")
-    }
-    pub fn dedupe_capacity() -> NonZeroU64 {
-        NonZeroU64::new(100_000).expect("non-zero")
     }
     pub fn yes() -> bool {
         true
@@ -597,6 +473,8 @@ pub struct Config {
     pub mapping: Mapping,
     /// The event schemas of `ledger.schemas`, when set.
     pub schemas: Option<LedgerSchemas>,
+    /// What identifies a request, compiled from `[dedupe]`.
+    pub dedupe_key: Option<KeySource>,
 }
 
 impl Config {
@@ -662,6 +540,20 @@ impl Config {
                     message: "not set and the host name cannot be read; set it".into(),
                 })?,
         };
+        let dedupe_key = match &raw.dedupe {
+            Some(dedupe) => {
+                Some(
+                    dedupe
+                        .compile()
+                        .map_err(|(key, message)| ConfigError::Invalid {
+                            origin: origin.clone(),
+                            key: format!("dedupe.{key}"),
+                            message,
+                        })?,
+                )
+            }
+            None => None,
+        };
         let transforms = read_transforms(&raw.mapping, &origin)?;
         let mapping = Mapping::compile(&transforms, raw.mapping.hash_key.as_deref(), &raw.scripts)?;
         let schemas = match raw.ledger.schemas.as_slice() {
@@ -675,6 +567,43 @@ impl Config {
             transforms,
             mapping,
             schemas,
+            dedupe_key,
+        })
+    }
+
+    /// The one record path of the worker: legacy values read as
+    /// `source.format` says, events written as `encoding` says.
+    pub fn pipeline(&self, encoding: Encoding) -> Pipeline {
+        let decoder = match self.raw.source.format {
+            LegacyFormat::Json => self.json_decoder(),
+            format => self
+                .json_decoder()
+                .reading_avro(WriterSchemas::new(), format == LegacyFormat::Auto),
+        };
+        self.build(decoder, encoding)
+    }
+
+    /// The record path of the offline tools, over JSON-lines files: values
+    /// are JSON text whatever `source.format` says, and events are JSON,
+    /// checked against the configured schemas when there are any, so they
+    /// reject what the Avro ledger would.
+    pub fn offline_pipeline(&self) -> Pipeline {
+        self.build(self.json_decoder(), Encoding::Json(self.schemas.clone()))
+    }
+
+    fn json_decoder(&self) -> Decoder {
+        let limits = &self.raw.limits;
+        Decoder::new(limits.max_value_bytes.get(), limits.max_json_depth.get())
+    }
+
+    fn build(&self, decoder: Decoder, encoding: Encoding) -> Pipeline {
+        Pipeline::new(Stages {
+            decoder,
+            mapping: self.mapping.clone(),
+            dedupe: self.dedupe_key.clone(),
+            system: self.raw.source.system.clone(),
+            max_output_bytes: self.raw.limits.max_output_bytes.get(),
+            encoding,
         })
     }
 
@@ -852,11 +781,6 @@ impl RawConfig {
                 format!("`{}` is not an ip:port address", self.http.listen),
             ));
         }
-        if let Some(dedupe) = &self.dedupe {
-            dedupe
-                .validate()
-                .map_err(|(key, message)| invalid(&format!("dedupe.{key}"), message))?;
-        }
         self.validate_ledger(origin)?;
         if self.mapping.transforms.is_empty() {
             return Err(invalid(
@@ -934,27 +858,6 @@ impl RawConfig {
     }
 }
 
-impl DedupeConfig {
-    fn validate(&self) -> Result<(), (String, String)> {
-        match self.key {
-            DedupeKeyKind::Fields if self.fields.is_empty() => Err((
-                "fields".into(),
-                "key = \"fields\" needs at least one field path".into(),
-            )),
-            DedupeKeyKind::Fields => {
-                match self.fields.iter().find_map(|p| FieldPath::parse(p).err()) {
-                    Some(message) => Err(("fields".into(), message)),
-                    None => Ok(()),
-                }
-            }
-            _ if !self.fields.is_empty() => {
-                Err(("fields".into(), "only used with key = \"fields\"".into()))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
 /// Applies the `RECAST_<SECTION>__<KEY>` overrides; returns whether any applied.
 fn apply_env(
     table: &mut toml::Table,
@@ -1007,12 +910,6 @@ fn apply_env(
         applied = true;
     }
     Ok(applied)
-}
-
-/// The 1-based line of byte `offset` in `text`: what TOML error spans
-/// become in messages, for configurations, transforms and case files alike.
-pub(crate) fn line_at(text: &str, offset: usize) -> usize {
-    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
 
 fn parse_error(

@@ -13,6 +13,7 @@
 use serde_json::{Map, Value};
 
 use crate::avro::{WriterSchemas, split_frame};
+use crate::json::json_kind;
 
 /// Why a legacy value could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,18 +153,6 @@ fn nesting_depth(text: &[u8]) -> usize {
         }
     }
     deepest
-}
-
-/// The JSON type name of a value, for messages.
-pub fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

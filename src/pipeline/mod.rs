@@ -20,13 +20,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::avro::{LedgerSchemas, WriterSchemas};
-use crate::config::Config;
 use crate::pipeline::decode::Decoder;
 use crate::pipeline::dedupe::{DedupeKey, DedupeWindow, KeySource, Verdict};
 use crate::pipeline::envelope::{EnvelopeContext, Header, encode_avro, encode_json, header};
 use crate::pipeline::mapping::{EventBody, Mapped, Mapping};
 use crate::pipeline::record::LegacyRecord;
-use crate::registry::RegistryError;
 
 /// The stage that rejected a record, written to the dead-letter headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +87,7 @@ pub type SchemaIds = Arc<HashMap<String, u32>>;
 
 /// How events are encoded for the ledger.
 #[derive(Debug, Clone)]
-enum Encoding {
+pub enum Encoding {
     /// JSON; checked against the schemas when there are any, so offline
     /// runs reject what the Avro ledger would.
     Json(Option<LedgerSchemas>),
@@ -97,68 +95,39 @@ enum Encoding {
     Avro(LedgerSchemas, SchemaIds),
 }
 
+/// What the core is built from: every stage already compiled.
+#[derive(Debug, Clone)]
+pub struct Stages {
+    pub decoder: Decoder,
+    pub mapping: Mapping,
+    /// What identifies a request, when retries are dropped.
+    pub dedupe: Option<KeySource>,
+    /// The legacy system's name, in every event's header.
+    pub system: String,
+    /// Largest event (key and value) recast may write.
+    pub max_output_bytes: usize,
+    pub encoding: Encoding,
+}
+
 /// The compiled per-record core.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    decoder: Decoder,
-    mapping: Mapping,
-    dedupe: Option<KeySource>,
-    system: String,
-    max_output_bytes: usize,
-    encoding: Encoding,
+    stages: Stages,
 }
 
 impl Pipeline {
-    /// The core writing JSON events (checked against the configured
-    /// schemas, if any): the ledger's JSON format, and the offline tools.
-    pub fn new(config: &Config) -> Self {
-        Self::with_encoding(config, Encoding::Json(config.schemas.clone()))
+    pub fn new(stages: Stages) -> Self {
+        Self { stages }
     }
 
-    /// The core writing Avro events with the schema ids the registry gave.
-    pub fn avro(config: &Config, schemas: LedgerSchemas, ids: SchemaIds) -> Self {
-        Self::with_encoding(config, Encoding::Avro(schemas, ids))
-    }
-
-    /// The core decoding Confluent-framed Avro legacy values, with writer
-    /// schemas from the registry, and other values as JSON when `json_too`.
-    #[must_use]
-    pub fn reading_avro(self, writer_schemas: WriterSchemas, json_too: bool) -> Self {
-        Self {
-            decoder: self.decoder.reading_avro(writer_schemas, json_too),
-            ..self
-        }
-    }
-
-    /// Fetches the writer schemas of the Avro values among `values` that
-    /// are not known yet: run before the core sees them.
-    pub fn prefetch_writer_schemas<'a>(
-        &self,
-        values: impl IntoIterator<Item = Option<&'a [u8]>>,
-    ) -> Result<(), RegistryError> {
-        match self.decoder.writer_schemas() {
-            Some(schemas) => schemas.prefetch(values),
-            None => Ok(()),
-        }
-    }
-
-    fn with_encoding(config: &Config, encoding: Encoding) -> Self {
-        let raw = &config.raw;
-        Self {
-            decoder: Decoder::new(
-                raw.limits.max_value_bytes.get(),
-                raw.limits.max_json_depth.get(),
-            ),
-            mapping: config.mapping.clone(),
-            dedupe: raw.dedupe.as_ref().map(KeySource::compile),
-            system: raw.source.system.clone(),
-            max_output_bytes: raw.limits.max_output_bytes.get(),
-            encoding,
-        }
+    /// The writer schemas Avro legacy values are decoded with, when they
+    /// are: the shell fetches a batch's unknown ones before running it.
+    pub fn writer_schemas(&self) -> Option<&WriterSchemas> {
+        self.stages.decoder.writer_schemas()
     }
 
     pub fn mapping_version(&self) -> &str {
-        self.mapping.version()
+        self.stages.mapping.version()
     }
 
     /// Decides what becomes of one legacy record, remembering in `window`
@@ -249,8 +218,8 @@ impl Pipeline {
         recorded_at_ms: i64,
     ) -> Result<Vec<LedgerEvent>, Rejection> {
         let ctx = EnvelopeContext {
-            system: &self.system,
-            mapping_version: self.mapping.version(),
+            system: &self.stages.system,
+            mapping_version: self.stages.mapping.version(),
             position: record.position,
             kafka_timestamp_ms: record.timestamp_ms,
             recorded_at_ms,
@@ -264,12 +233,12 @@ impl Pipeline {
                     reason,
                 })?;
             let size = body.key.len() + value.len();
-            if size > self.max_output_bytes {
+            if size > self.stages.max_output_bytes {
                 return Err(Rejection {
                     stage: Stage::Encode,
                     reason: format!(
                         "event of {size} bytes exceeds limits.max_output_bytes ({})",
-                        self.max_output_bytes
+                        self.stages.max_output_bytes
                     ),
                 });
             }
@@ -286,7 +255,7 @@ impl Pipeline {
     /// An event's ledger value; the reason when it has no schema or does
     /// not fit it.
     fn encode(&self, header: &Header<'_>, body: &EventBody) -> Result<Vec<u8>, String> {
-        let (schemas, ids) = match &self.encoding {
+        let (schemas, ids) = match &self.stages.encoding {
             Encoding::Json(None) => return Ok(encode_json(header, &body.payload)),
             Encoding::Json(Some(schemas)) => (schemas, None),
             Encoding::Avro(schemas, ids) => (schemas, Some(ids)),
@@ -318,10 +287,11 @@ impl Pipeline {
     /// Decode and mapping: the event bodies, `None` when filtered.
     fn map(&self, record: &LegacyRecord<'_>) -> Result<Option<Vec<EventBody>>, Rejection> {
         let object = self
+            .stages
             .decoder
             .decode(record.value)
             .map_err(|e| rejection(Stage::Decode, &e))?;
-        match self.mapping.apply(object, record) {
+        match self.stages.mapping.apply(object, record) {
             Ok(Mapped::Events(bodies)) => Ok(Some(bodies)),
             Ok(Mapped::Filtered) => Ok(None),
             Err(e) => Err(rejection(Stage::Mapping, &e)),
@@ -329,7 +299,8 @@ impl Pipeline {
     }
 
     fn dedupe_key(&self, body: &EventBody, record: &LegacyRecord<'_>) -> Option<DedupeKey> {
-        self.dedupe
+        self.stages
+            .dedupe
             .as_ref()
             .and_then(|source| source.key(&body.payload, record.key))
     }
@@ -345,11 +316,12 @@ fn rejection(stage: Stage, error: &dyn std::error::Error) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::pipeline::record::Position;
     use serde_json::Value;
 
     fn pipeline() -> Pipeline {
-        Pipeline::new(&Config::load(None, Vec::new()).unwrap())
+        Config::load(None, Vec::new()).unwrap().offline_pipeline()
     }
 
     fn record(value: &[u8]) -> LegacyRecord<'_> {
@@ -408,7 +380,7 @@ mod tests {
                 .map(|(t, id)| (t.to_owned(), id))
                 .collect(),
         );
-        let pipeline = Pipeline::avro(&config, schemas.clone(), ids.clone());
+        let pipeline = config.pipeline(Encoding::Avro(schemas.clone(), ids.clone()));
         let RecordOutcome::Events(events) = pipeline.run(&record(ADD), None, 1_800_000_000_000)
         else {
             panic!("not an event")
@@ -540,7 +512,7 @@ mod tests {
 #[cfg(test)]
 mod restore_agrees {
     use super::*;
-    use crate::config::Origin;
+    use crate::config::{Config, Origin};
     use crate::pipeline::record::Position;
     use proptest::prelude::*;
 
@@ -607,7 +579,7 @@ mod restore_agrees {
         let config =
             Config::parse(&text, Origin::File(dir.join("recast.toml")), Vec::new()).unwrap();
         let window = DedupeWindow::new(capacity, config.raw.dedupe.as_ref().unwrap().ttl);
-        (Pipeline::new(&config), window)
+        (config.offline_pipeline(), window)
     }
 
     /// One generated legacy record: its value and the seconds since the

@@ -33,7 +33,7 @@ pub fn epoch_millis(value: &Value) -> Result<i64, String> {
         }
         other => Err(format!(
             "{} is neither an epoch number nor an RFC 3339 string",
-            crate::pipeline::decode::json_kind(other)
+            crate::json::json_kind(other)
         )),
     }
 }

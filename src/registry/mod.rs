@@ -7,6 +7,7 @@
 //! before registering it, so an incompatible change stops recast with the
 //! registry's reasons instead of a bare 409.
 
+mod config;
 pub mod dev;
 
 use std::fmt::Write as _;
@@ -15,9 +16,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::avro::LedgerSchemas;
-use crate::config::RegistryConfig;
+use crate::avro::{LedgerSchemas, WriterSchemas};
 use crate::pipeline::SchemaIds;
+pub use config::RegistryConfig;
 
 /// The media type of the registry API (Confluent's v1).
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -156,6 +157,21 @@ impl Registry {
         let path = format!("/subjects/{}/versions", encode_path(subject));
         let body = self.request(&path, Some(&schema_body(schema)))?;
         self.id_in(&body, &path)
+    }
+
+    /// Fetches the writer schemas of the framed values among `values` that
+    /// `schemas` does not know yet. Fails only when the registry cannot
+    /// answer (after its retries); an id it does not have is remembered as
+    /// such, and its records are rejected.
+    pub fn fetch_writer_schemas<'a>(
+        &self,
+        schemas: &WriterSchemas,
+        values: impl IntoIterator<Item = Option<&'a [u8]>>,
+    ) -> Result<(), RegistryError> {
+        for id in schemas.unknown_ids(values) {
+            schemas.learn(id, self.schema_by_id(id)?.as_deref());
+        }
+        Ok(())
     }
 
     /// The schema text registered under `id`; `None` when there is none.

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::avro::{LedgerSchemas, SchemaError, read_schema_files};
+use crate::avro::{LedgerSchemas, SchemaError};
 use crate::config::Config;
+use crate::config::read_schema_files;
 use crate::pipeline::RecordOutcome;
 use crate::pipeline::Stage;
 use crate::pipeline::mapping::{FileError, Mapping, TransformFile};
@@ -193,7 +194,9 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
     };
     let text = std::fs::read_to_string(path).map_err(|e| error(None, e.to_string()))?;
     let cases: CaseFile = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| crate::config::line_at(&text, s.start));
+        let line = e
+            .span()
+            .map(|s| crate::pipeline::mapping::line_at(&text, s.start));
         error(line, e.message().to_owned())
     })?;
     let config = config_under_test(config, path, &cases)?;

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod create_topics;
 pub mod golden;
+pub mod inspect;
 pub mod legacy_file;
 pub mod load;
 pub mod log_reader;

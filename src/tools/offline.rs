@@ -21,7 +21,7 @@ pub struct Offline {
 impl Offline {
     pub fn new(config: &Config) -> Self {
         Self {
-            pipeline: Pipeline::new(config),
+            pipeline: config.offline_pipeline(),
             window: config
                 .raw
                 .dedupe

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 
-use crate::avro::WriterSchemas;
-use crate::config::{Config, LedgerFormat, LegacyFormat};
+use crate::config::{Config, LedgerFormat};
 use crate::pipeline::dead_letter;
 use crate::pipeline::dedupe::DedupeWindow;
 use crate::pipeline::record::LegacyRecord;
-use crate::pipeline::{LedgerEvent, Pipeline, RecordOutcome, Rejection};
+use crate::pipeline::{Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection};
+use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::{BatchOutcomes, Metrics};
 use crate::worker::kafka::{StartupError, check_cluster};
@@ -100,7 +100,8 @@ pub fn run(
         tracing::info!(%address, "http listening");
     }
     let partitions = check_cluster(config)?;
-    let pipeline = pipeline(config)?;
+    let registry = config.registry();
+    let pipeline = pipeline(config, registry.as_ref())?;
     let sink = Sink::connect(config)?;
     health.producer_ready();
     let source = Source::connect(config)?;
@@ -115,6 +116,7 @@ pub fn run(
     );
     let worker = Worker {
         config,
+        registry,
         pipeline,
         source,
         sink,
@@ -136,29 +138,25 @@ pub fn run(
 }
 
 /// The core as configured: registering the ledger's schemas first when it
-/// writes Avro, reading Avro legacy values when told to.
-fn pipeline(config: &Config) -> Result<Pipeline, StartupError> {
-    let registry = config.registry();
-    let pipeline = match (config.raw.ledger.format, &registry, &config.schemas) {
+/// writes Avro.
+fn pipeline(config: &Config, registry: Option<&Registry>) -> Result<Pipeline, StartupError> {
+    let encoding = match (&config.raw.ledger.format, registry, &config.schemas) {
         (LedgerFormat::Avro, Some(registry), Some(schemas)) => {
             let ids = registry.register_all(schemas, &config.raw.topics.ledger)?;
-            Pipeline::avro(config, schemas.clone(), ids)
+            Encoding::Avro(schemas.clone(), ids)
         }
-        (LedgerFormat::Json, ..) => Pipeline::new(config),
+        (LedgerFormat::Json, ..) => Encoding::Json(config.schemas.clone()),
         (LedgerFormat::Avro, ..) => {
             unreachable!("validation gives an avro ledger a registry and schemas")
         }
     };
-    Ok(match (config.raw.source.format, registry) {
-        (LegacyFormat::Json, _) | (_, None) => pipeline,
-        (format, Some(registry)) => {
-            pipeline.reading_avro(WriterSchemas::new(registry), format == LegacyFormat::Auto)
-        }
-    })
+    Ok(config.pipeline(encoding))
 }
 
 struct Worker<'a> {
     config: &'a Config,
+    /// Where the writer schemas of Avro legacy values come from.
+    registry: Option<Registry>,
     pipeline: Pipeline,
     source: Source,
     sink: Sink,
@@ -320,6 +318,7 @@ impl Worker<'_> {
                     restore(
                         self.config,
                         self.source.consumer(),
+                        self.registry.as_ref(),
                         &self.pipeline,
                         window,
                         &partitions,
@@ -360,9 +359,11 @@ impl Worker<'_> {
         let span = tracing::debug_span!("transaction", sequence, records = batch.len(), first);
         let _entered = span.enter();
         let started = Instant::now();
-        self.pipeline
-            .prefetch_writer_schemas(batch.iter().map(Message::payload))
-            .map_err(|e| TxnError::Fatal(e.to_string()))?;
+        if let (Some(registry), Some(schemas)) = (&self.registry, self.pipeline.writer_schemas()) {
+            registry
+                .fetch_writer_schemas(schemas, batch.iter().map(Message::payload))
+                .map_err(|e| TxnError::Fatal(e.to_string()))?;
+        }
         self.sink.begin()?;
         let recorded_at_ms = now_ms();
         let mut outcomes = BatchOutcomes::default();

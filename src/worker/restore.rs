@@ -13,6 +13,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::pipeline::dedupe::DedupeWindow;
+use crate::registry::Registry;
 use crate::worker::kafka::client_config;
 use crate::worker::source::legacy_record;
 
@@ -54,6 +55,7 @@ pub struct Restored {
 pub fn restore(
     config: &Config,
     group: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>,
+    registry: Option<&Registry>,
     pipeline: &Pipeline,
     window: &mut DedupeWindow,
     partitions: &[i32],
@@ -96,7 +98,7 @@ pub fn restore(
         return Ok(Vec::new());
     }
     let started = Instant::now();
-    read_back(config, pipeline, window, &mut pending)?;
+    read_back(config, registry, pipeline, window, &mut pending)?;
     for r in &pending {
         tracing::info!(
             partition = r.partition,
@@ -114,6 +116,7 @@ pub fn restore(
 /// the window.
 fn read_back(
     config: &Config,
+    registry: Option<&Registry>,
     pipeline: &Pipeline,
     window: &mut DedupeWindow,
     pending: &mut [Restored],
@@ -151,9 +154,11 @@ fn read_back(
                 };
                 let r = &mut pending[i];
                 if message.offset() < r.until && !done[i] {
-                    pipeline
-                        .prefetch_writer_schemas([message.payload()])
-                        .map_err(RestoreError::Registry)?;
+                    if let (Some(registry), Some(schemas)) = (registry, pipeline.writer_schemas()) {
+                        registry
+                            .fetch_writer_schemas(schemas, [message.payload()])
+                            .map_err(RestoreError::Registry)?;
+                    }
                     // The outcome was decided (and committed) when the
                     // worker ran this record; only the window is wanted.
                     let _ = pipeline.run(&legacy_record(&message), Some(window), 0);

@@ -24,12 +24,11 @@ use sha2::{Digest, Sha256};
 pub use condition::toml_to_json;
 pub use path::FieldPath;
 use privacy::HashKey;
+pub use script::ScriptsConfig;
 use script::{Script, ScriptEngine};
 use spec::TransformSpec;
 use transform::Transform;
-pub use transform::is_event_type;
 
-use crate::config::{ScriptsConfig, line_at};
 use crate::pipeline::record::LegacyRecord;
 
 /// An event being built as it passes through the chain.
@@ -154,6 +153,12 @@ pub struct FileError {
     pub file: String,
     pub line: Option<usize>,
     pub message: String,
+}
+
+/// The 1-based line of byte `offset` in `text`: what TOML error spans
+/// become in messages, for configurations, transforms and case files alike.
+pub fn line_at(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
 
 /// One transform of the chain: a declarative file or a Rhai script.

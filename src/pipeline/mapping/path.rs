@@ -67,7 +67,7 @@ impl FieldPath {
                     return Err(format!(
                         "cannot write `{self}`: `{}` is {}, not an object",
                         self.segments[..=depth].join("."),
-                        crate::pipeline::decode::json_kind(other)
+                        crate::json::json_kind(other)
                     ));
                 }
             };

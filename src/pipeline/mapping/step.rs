@@ -200,7 +200,7 @@ fn split_field(
     let Value::String(text) = value else {
         return Err(format!(
             "cannot split `{field}`: it is {}, not a string",
-            crate::pipeline::decode::json_kind(value)
+            crate::json::json_kind(value)
         ));
     };
     let parts: Vec<String> = text
@@ -310,10 +310,7 @@ fn describe(value: &Value) -> String {
     let text = value.to_string();
     let short: String = text.chars().take(32).collect();
     let ellipsis = if short.len() < text.len() { "…" } else { "" };
-    format!(
-        "{} {short}{ellipsis}",
-        crate::pipeline::decode::json_kind(value)
-    )
+    format!("{} {short}{ellipsis}", crate::json::json_kind(value))
 }
 
 #[cfg(test)]

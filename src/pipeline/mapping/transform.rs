@@ -15,7 +15,8 @@ use super::privacy::HashKey;
 use super::spec::{CommandSpec, StepSpec, TransformSpec, UnknownCommand};
 use super::step::Step;
 use super::{Draft, MappingError};
-use crate::pipeline::decode::json_kind;
+use crate::avro::is_event_type;
+use crate::json::json_kind;
 use crate::pipeline::record::LegacyRecord;
 
 /// A compiled transform file.
@@ -83,12 +84,6 @@ fn steps(specs: &[Spanned<StepSpec>], hash_key: Option<&HashKey>) -> Result<Vec<
         .iter()
         .map(|spec| Step::compile(spec.get_ref(), hash_key).map_err(|e| SpecError::at(spec, e)))
         .collect()
-}
-
-/// Whether `name` can be an event type: a `PascalCase` identifier.
-pub fn is_event_type(name: &str) -> bool {
-    name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 impl Transform {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
+use super::ScriptsConfig;
 use super::convert::to_json;
-use crate::config::ScriptsConfig;
 use crate::pipeline::mapping::command::{derive_event_type, normalise, words};
 use crate::pipeline::mapping::privacy::{HashKey, mask};
 

@@ -9,6 +9,7 @@
 //! time. A script that exceeds a limit on a record rejects that record,
 //! naming the limit; it never hangs or crashes the worker.
 
+mod config;
 mod convert;
 mod engine;
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 use super::{Draft, MappingError};
 use crate::pipeline::record::LegacyRecord;
+pub use config::ScriptsConfig;
 use convert::{to_json, to_rhai_map};
 pub use engine::ScriptEngine;
 
@@ -78,7 +80,7 @@ fn declared_event_types(
         .map(|t| {
             t.into_string()
                 .ok()
-                .filter(|name| super::transform::is_event_type(name))
+                .filter(|name| crate::avro::is_event_type(name))
                 .ok_or_else(invalid)
         })
         .collect::<Result<_, _>>()
@@ -310,7 +312,7 @@ mod tests {
 
     use serde_json::json;
 
-    use crate::config::ScriptsConfig;
+    use super::ScriptsConfig;
     use crate::pipeline::mapping::{Mapped, Mapping, TransformFile};
 
     fn compile_with(script: &str, limits: &ScriptsConfig) -> Result<Mapping, String> {

@@ -1,0 +1,28 @@
+//! Dedupe stage: drops the retries of a request through a window over the
+//! input partition, so the ledger holds each request once.
+//!
+//! The window is a function of the input log, which is what keeps it exact
+//! across restarts, rebalances and aborts. An event is a duplicate when an
+//! event with the same key was *remembered* from one of the previous
+//! `capacity` offsets of the same partition (and, with a time-to-live, at
+//! most `ttl` earlier by record timestamp). Which occurrences are
+//! remembered is decided by `Pipeline::run`, from the record alone and never
+//! from a verdict (see its docs): so re-running the pipeline over the last
+//! `capacity` offsets before the committed offset (`restore.rs`) rebuilds
+//! the window the running worker had. Each remembered occurrence refreshes
+//! its key, so a chain of retries stays one event. Memory is bounded by a
+//! moka cache of `capacity` entries per partition with LRU eviction: keys
+//! join it in offset order, so the least recently inserted key is the one
+//! seen furthest back, and the offset check makes lazy evictions harmless.
+//!
+//! Keys are canonicalised (type-tagged, object keys sorted) and hashed to
+//! 128 bits with SHA-256, so an entry costs the same whatever the payload,
+//! and crafted records cannot collide with another request's key.
+
+mod config;
+mod key;
+mod window;
+
+pub use config::{DedupeConfig, DedupeKeyKind};
+pub use key::{DedupeKey, KeySource};
+pub use window::{DedupeWindow, Verdict};

@@ -1,0 +1,261 @@
+//! The dedupe window: per input partition, the keys remembered from the
+//! last `capacity` offsets, committed with their transaction.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use moka::policy::EvictionPolicy;
+
+use super::DedupeKey;
+
+/// Where and when a key was last seen: 16 bytes, so an entry (key and
+/// value) is 32 bytes before the cache's own bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    offset: i64,
+    /// Record timestamp in epoch milliseconds; `NO_TIMESTAMP` when absent.
+    timestamp_ms: i64,
+}
+
+const NO_TIMESTAMP: i64 = i64::MIN;
+
+impl Seen {
+    fn new(offset: i64, timestamp_ms: Option<i64>) -> Self {
+        Self {
+            offset,
+            timestamp_ms: timestamp_ms.unwrap_or(NO_TIMESTAMP),
+        }
+    }
+}
+
+/// The verdict on one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    New,
+    /// A retry of the event from this earlier offset.
+    Duplicate {
+        of_offset: i64,
+    },
+}
+
+/// The dedupe windows of every partition this instance holds.
+#[derive(Debug)]
+pub struct DedupeWindow {
+    capacity: u64,
+    ttl_ms: Option<i64>,
+    partitions: HashMap<i32, PartitionWindow>,
+}
+
+#[derive(Debug)]
+struct PartitionWindow {
+    /// Keys of committed transactions.
+    committed: moka::sync::Cache<DedupeKey, Seen>,
+    /// Keys of the open transaction: they count for duplicates inside it,
+    /// and join `committed` only if it commits.
+    staged: HashMap<DedupeKey, Seen>,
+}
+
+impl DedupeWindow {
+    pub fn new(capacity: u64, ttl: Option<Duration>) -> Self {
+        Self {
+            capacity,
+            ttl_ms: ttl.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+            partitions: HashMap::new(),
+        }
+    }
+
+    /// The number of offsets a partition's window looks back.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn partition(&mut self, partition: i32) -> &mut PartitionWindow {
+        let capacity = self.capacity;
+        self.partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionWindow {
+                committed: moka::sync::Cache::builder()
+                    .max_capacity(capacity)
+                    .eviction_policy(EvictionPolicy::lru())
+                    .build(),
+                staged: HashMap::new(),
+            })
+    }
+
+    /// Whether the event keyed `key` from `offset` is a retry of one the
+    /// window remembers. Only looks: what the record's fate is decides
+    /// whether this occurrence is remembered ([`DedupeWindow::record`]).
+    pub fn verdict(
+        &self,
+        partition: i32,
+        key: DedupeKey,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    ) -> Verdict {
+        let Some(window) = self.partitions.get(&partition) else {
+            return Verdict::New;
+        };
+        let previous = window
+            .staged
+            .get(&key)
+            .copied()
+            .or_else(|| window.committed.get(&key));
+        match previous {
+            Some(seen) if within(seen, offset, timestamp_ms, self.capacity, self.ttl_ms) => {
+                Verdict::Duplicate {
+                    of_offset: seen.offset,
+                }
+            }
+            _ => Verdict::New,
+        }
+    }
+
+    /// Remembers that the event keyed `key` came from `offset`, in the open
+    /// transaction: later retries within the window are its duplicates.
+    pub fn record(
+        &mut self,
+        partition: i32,
+        key: DedupeKey,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    ) {
+        self.partition(partition)
+            .staged
+            .insert(key, Seen::new(offset, timestamp_ms));
+    }
+
+    /// The open transaction committed: its keys join the windows, in
+    /// offset order, so that the cache's least recently used entry is
+    /// always the one seen furthest back.
+    pub fn commit(&mut self) {
+        for window in self.partitions.values_mut() {
+            let mut staged: Vec<(DedupeKey, Seen)> = window.staged.drain().collect();
+            staged.sort_unstable_by_key(|(_, seen)| seen.offset);
+            for (key, seen) in staged {
+                window.committed.insert(key, seen);
+            }
+        }
+    }
+
+    /// The open transaction aborted: its keys never happened.
+    pub fn abort(&mut self) {
+        for window in self.partitions.values_mut() {
+            window.staged.clear();
+        }
+    }
+
+    /// Forgets a partition (revoked, or about to be rebuilt).
+    pub fn drop_partition(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    /// The partitions with a window.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
+    }
+
+    /// Committed entries held for `partition` (moka's estimate).
+    pub fn len(&self, partition: i32) -> u64 {
+        self.partitions.get(&partition).map_or(0, |w| {
+            w.committed.run_pending_tasks();
+            w.committed.entry_count()
+        })
+    }
+}
+
+fn within(
+    seen: Seen,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    capacity: u64,
+    ttl_ms: Option<i64>,
+) -> bool {
+    let distance = offset.saturating_sub(seen.offset);
+    if distance <= 0 || distance.unsigned_abs() > capacity {
+        return false;
+    }
+    match (ttl_ms, timestamp_ms) {
+        (Some(ttl), Some(now)) if seen.timestamp_ms != NO_TIMESTAMP => {
+            now.saturating_sub(seen.timestamp_ms) <= ttl
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_32_bytes() {
+        assert_eq!(size_of::<DedupeKey>() + size_of::<Seen>(), 32);
+    }
+
+    /// Looks, then remembers: what the pipeline does for a record that lands.
+    fn check(
+        w: &mut DedupeWindow,
+        partition: i32,
+        key: DedupeKey,
+        offset: i64,
+        ts: Option<i64>,
+    ) -> Verdict {
+        let verdict = w.verdict(partition, key, offset, ts);
+        w.record(partition, key, offset, ts);
+        verdict
+    }
+
+    #[test]
+    fn the_window_counts_offsets() {
+        let mut w = DedupeWindow::new(10, None);
+        assert_eq!(check(&mut w, 0, 7, 100, None), Verdict::New);
+        // Exactly `capacity` offsets later: still inside.
+        assert_eq!(
+            check(&mut w, 0, 7, 110, None),
+            Verdict::Duplicate { of_offset: 100 }
+        );
+        // The retry refreshed the key: 11 after it is outside.
+        assert_eq!(check(&mut w, 0, 7, 121, None), Verdict::New);
+        // Partitions are separate windows.
+        assert_eq!(check(&mut w, 1, 7, 122, None), Verdict::New);
+    }
+
+    #[test]
+    fn the_window_honours_the_time_to_live_on_record_time() {
+        let mut w = DedupeWindow::new(1000, Some(Duration::from_secs(60)));
+        assert_eq!(check(&mut w, 0, 1, 1, Some(0)), Verdict::New);
+        assert_eq!(
+            check(&mut w, 0, 1, 2, Some(60_000)),
+            Verdict::Duplicate { of_offset: 1 }
+        );
+        assert_eq!(check(&mut w, 0, 1, 3, Some(120_001)), Verdict::New);
+    }
+
+    #[test]
+    fn only_committed_keys_stay() {
+        let mut w = DedupeWindow::new(100, None);
+        assert_eq!(check(&mut w, 0, 1, 1, None), Verdict::New);
+        assert_eq!(
+            check(&mut w, 0, 1, 2, None),
+            Verdict::Duplicate { of_offset: 1 }
+        );
+        w.abort();
+        assert_eq!(check(&mut w, 0, 1, 1, None), Verdict::New);
+        w.commit();
+        assert_eq!(
+            check(&mut w, 0, 1, 3, None),
+            Verdict::Duplicate { of_offset: 1 }
+        );
+    }
+
+    #[test]
+    fn looking_does_not_remember() {
+        let mut w = DedupeWindow::new(100, None);
+        assert_eq!(w.verdict(0, 1, 1, None), Verdict::New);
+        assert_eq!(w.verdict(0, 1, 2, None), Verdict::New);
+        w.record(0, 1, 2, None);
+        assert_eq!(
+            w.verdict(0, 1, 3, None),
+            Verdict::Duplicate { of_offset: 2 }
+        );
+    }
+}
