@@ -2,7 +2,10 @@
 //! one partition's window, and the time to rebuild a 100,000-entry window
 //! from the broker (started like the integration tests' broker).
 
-#[path = "../tests/common/mod.rs"]
+// The integration suite's harness: the bench uses its broker, scenarios
+// and traffic, not the rest.
+#[path = "../tests/suite/common/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::hint::black_box;
@@ -12,9 +15,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use recast::config::{Config, EMBEDDED_DEFAULT, Origin};
-use recast::pipeline::dedupe::DedupeWindow;
-use recast::worker::restore::restore;
+use recast::DedupeWindow;
+use recast::restore;
+use recast::{Config, EMBEDDED_DEFAULT, Origin};
 
 const ENTRIES: u64 = 1_000_000;
 const OPS: u64 = 10_000;

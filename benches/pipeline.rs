@@ -16,13 +16,13 @@ use std::hint::black_box;
 
 use std::sync::Arc;
 
-use recast::config::Config;
-use recast::pipeline::decode::Decoder;
-use recast::pipeline::envelope::{EnvelopeContext, encode_avro, encode_json, header};
-use recast::pipeline::mapping::{Mapped, Mapping, TransformFile};
-use recast::pipeline::record::{LegacyRecord, Position};
-use recast::pipeline::{Encoding, SchemaIds};
-use recast::tools::legacy_file::{LegacyLine, parse};
+use recast::Config;
+use recast::Decoder;
+use recast::envelope::{EnvelopeContext, encode_avro, encode_json, header};
+use recast::legacy_file::{LegacyLine, parse};
+use recast::{Encoding, SchemaIds};
+use recast::{LegacyRecord, Position};
+use recast::{Mapped, Mapping, TransformFile};
 
 fn sample() -> Vec<LegacyLine> {
     let text = std::fs::read_to_string(concat!(

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 /// The JSON type name of a value, for messages.
-pub fn json_kind(value: &Value) -> &'static str {
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -1,18 +1,64 @@
 //! recast: a consume-transform-produce worker that turns a legacy Kafka
 //! command topic into a clean event ledger, exactly once.
 //!
-//! Data flow (DESIGN.md): [`source`] → [`decode`] → [`mapping`] →
-//! [`dedupe`] → [`envelope`] → [`sink`], with rejections to the [`dead_letter`] topic and
-//! the source offsets committed in the same transaction by [`worker`]. The
-//! per-record core is [`pipeline`]: pure, synchronous, benchmarked. Without
-//! a broker, [`offline`] runs it for `recast test` ([`golden`]) and
-//! `recast replay` ([`replay`]).
+//! The crate map, in data-flow order (DESIGN.md, "Data flow"). The pure
+//! core — values in, values out, no I/O, no clock — is `pipeline/`,
+//! `avro/` and `json.rs`; `.ci/check-imports` keeps it so.
+//!
+//! | stage | where | what it does |
+//! |---|---|---|
+//! | configuration | `config/` | `recast.toml` → a validated [`Config`] owning the built parts |
+//! | source | `worker/source.rs` | the legacy topic's consumer: batches, rebalances |
+//! | decode | `pipeline/decode.rs` | legacy bytes (JSON, Confluent-framed Avro) → a JSON object |
+//! | transform chain | `pipeline/mapping/` | declarative files and Rhai scripts → event bodies, or a rejection |
+//! | dedupe | `pipeline/dedupe/` | canonical keys, the per-partition window |
+//! | envelope + encode | `pipeline/envelope.rs`, `avro/` | the common header, Avro (schema check) or JSON |
+//! | the one record path | `pipeline/mod.rs` | [`Pipeline::run`]: every stage above, for every caller |
+//! | dead letters | `pipeline/dead_letter.rs` | the headers a rejected record carries |
+//! | sink | `worker/sink.rs` | the transactional producer |
+//! | the transaction loop | `worker/mod.rs` | poll, run, produce, send offsets, commit |
+//! | window restore | `worker/restore.rs` | re-runs a partition's last records to rebuild its window |
+//! | schema registry | `registry/` | the client, and the in-memory dev registry |
+//! | telemetry | `telemetry/` | metrics and the operations listener |
+//! | the other subcommands | `tools/` | check, test, replay, inspect, load, create-topics, the log reader |
+//!
+//! The modules are private; what the binary, the benches and the
+//! integration tests use is re-exported below.
 
-pub mod avro;
-pub mod config;
-pub mod json;
-pub mod pipeline;
-pub mod registry;
-pub mod telemetry;
-pub mod tools;
-pub mod worker;
+mod avro;
+mod config;
+mod json;
+mod pipeline;
+mod registry;
+mod telemetry;
+mod tools;
+mod worker;
+
+// Configuration.
+pub use config::{Config, ConfigError, EMBEDDED_DEFAULT, Origin};
+
+// The one record path, and the stages the benches drive one by one.
+pub use avro::split_frame;
+pub use pipeline::decode::Decoder;
+pub use pipeline::dedupe::DedupeWindow;
+pub use pipeline::envelope;
+pub use pipeline::mapping::{Mapped, Mapping, TransformFile};
+pub use pipeline::record::{LegacyRecord, Position};
+pub use pipeline::timestamp::format_millis;
+pub use pipeline::{Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection, SchemaIds, Stage};
+
+// The worker (`recast run`).
+pub use worker::kafka::client_config;
+pub use worker::restore::restore;
+pub use worker::{RunOptions, WorkerError, run};
+
+// The schema registry.
+pub use registry::dev::DevRegistry;
+pub use registry::{Registry, RegistryConfig};
+
+// Telemetry.
+pub use telemetry::metrics::NAMES as METRIC_NAMES;
+
+// The other subcommands.
+pub use tools::offline::Offline;
+pub use tools::{check, create_topics, golden, inspect, legacy_file, load, log_reader, replay};

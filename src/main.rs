@@ -11,10 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use recast::config::{Config, ConfigError};
-use recast::tools::{create_topics, golden, inspect, legacy_file, load};
-use recast::worker;
-use recast::worker::{RunOptions, WorkerError};
+use recast::{
+    Config, ConfigError, RunOptions, WorkerError, create_topics, golden, inspect, legacy_file, load,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -155,7 +154,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Run { stop_when_idle } => runtime.block_on(run_worker(config, stop_when_idle)),
         Command::Check { offline } => check(config, offline),
         Command::DevRegistry { listen } => {
-            let registry = recast::registry::dev::DevRegistry::start(&listen)
+            let registry = recast::DevRegistry::start(&listen)
                 .with_context(|| format!("listening on {listen}"))?;
             println!(
                 "dev schema registry at {} (in memory; Ctrl-C stops it)",
@@ -205,7 +204,7 @@ fn check(config: &Config, offline: bool) -> anyhow::Result<()> {
         Vec::new()
     };
     let registry = if offline { None } else { config.registry() };
-    let report = recast::tools::check::check(config, &cases, registry.as_ref());
+    let report = recast::check::check(config, &cases, registry.as_ref());
     print!("{}", report.text);
     for problem in &report.problems {
         println!("problem: {problem}");
@@ -242,7 +241,7 @@ fn golden_test(config: &Config, mut paths: Vec<PathBuf>) -> anyhow::Result<()> {
 /// `transforms/` for the embedded default.
 fn default_cases_dir(config: &Config) -> PathBuf {
     match (&config.origin, config.transforms.first()) {
-        (recast::config::Origin::File(_), Some(first)) => Path::new(&first.path)
+        (recast::Origin::File(_), Some(first)) => Path::new(&first.path)
             .parent()
             .unwrap_or(Path::new(""))
             .join("tests"),
@@ -290,7 +289,7 @@ fn replay(config: &Config, input: &Path, output: Option<&Path>) -> anyhow::Resul
             .as_millis(),
     )
     .unwrap_or(i64::MAX);
-    let summary = recast::tools::replay::replay(config, reader, &mut writer, now_ms, progress)
+    let summary = recast::replay::replay(config, reader, &mut writer, now_ms, progress)
         .with_context(|| format!("replaying {}", input.display()))?;
     if show_progress {
         eprint!("\r{:60}\r", "");
@@ -304,7 +303,7 @@ async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow
     let options = RunOptions { stop_when_idle };
     let worker = {
         let (config, stop) = (config.clone(), stop.clone());
-        tokio::task::spawn_blocking(move || worker::run(&config, &stop, &options))
+        tokio::task::spawn_blocking(move || recast::run(&config, &stop, &options))
     };
     tokio::pin!(worker);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -334,7 +333,7 @@ fn load(config: &Config, input: &Path) -> anyhow::Result<()> {
     let lines = legacy_file::parse(&text).with_context(|| input.display().to_string())?;
     let topic = &config.raw.topics.legacy;
     load::load(
-        &recast::worker::kafka::client_config(config),
+        &recast::client_config(config),
         topic,
         &lines,
         config.raw.kafka.connect_timeout,

@@ -33,7 +33,7 @@ const MAX_DEPTH: usize = 128;
 
 /// Named types of a schema by full name, for `Schema::Ref`s (a named type
 /// used a second time is written as a reference to its first definition).
-pub type Names = HashMap<Name, Schema>;
+pub(crate) type Names = HashMap<Name, Schema>;
 
 /// Why a payload does not fit its schema: the field and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,7 +101,7 @@ impl fmt::Display for At<'_> {
 
 /// Writes the fields of `fields` from `object`, in schema order: the body
 /// of a record whose leading fields (the header) the caller wrote.
-pub fn encode_fields(
+pub(super) fn encode_fields(
     record_name: &Name,
     fields: &[RecordField],
     object: &Map<String, Value>,
@@ -111,8 +111,10 @@ pub fn encode_fields(
     Encoder { names }.fields(record_name, fields, object, &At::ROOT, out)
 }
 
-/// Writes one value of `schema` (a whole datum).
-pub fn encode_value(
+/// Writes one value of `schema` (a whole datum): what the encoder's tests
+/// check against apache-avro's decoder for any schema.
+#[cfg(test)]
+pub(crate) fn encode_value(
     schema: &Schema,
     value: &Value,
     names: &Names,
@@ -535,7 +537,7 @@ fn write_decimal(
 }
 
 /// Avro `long`/`int`: zigzag, then a base-128 varint.
-pub fn write_long(value: i64, out: &mut Vec<u8>) {
+pub(crate) fn write_long(value: i64, out: &mut Vec<u8>) {
     let mut n = ((value << 1) ^ (value >> 63)) as u64;
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
@@ -545,7 +547,7 @@ pub fn write_long(value: i64, out: &mut Vec<u8>) {
 }
 
 /// Avro `bytes`/`string`: the length, then the bytes.
-pub fn write_bytes(bytes: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn write_bytes(bytes: &[u8], out: &mut Vec<u8>) {
     write_long(bytes.len() as i64, out);
     out.extend_from_slice(bytes);
 }

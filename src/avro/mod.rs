@@ -6,21 +6,16 @@ mod encode;
 mod schemas;
 mod writer_schemas;
 
-pub use encode::{FitError, Names, encode_value, write_bytes, write_long};
-pub use schemas::{
-    EventSchema, HEADER_NAME, LedgerSchemas, SchemaError, SchemaFile, is_event_type,
-};
-pub use writer_schemas::WriterSchemas;
+pub(crate) use encode::{FitError, write_bytes, write_long};
+pub(crate) use schemas::{EventSchema, LedgerSchemas, SchemaError, SchemaFile, is_event_type};
+pub(crate) use writer_schemas::WriterSchemas;
 
 /// First byte of a Confluent-framed value.
-pub const MAGIC: u8 = 0;
-
-/// Bytes before the datum: the magic byte and the 4-byte schema id.
-pub const FRAME_BYTES: usize = 5;
+pub(crate) const MAGIC: u8 = 0;
 
 /// Starts a Confluent-framed value: magic byte 0, then the schema id as
 /// a 4-byte big-endian integer. The Avro datum follows.
-pub fn write_frame(schema_id: u32, out: &mut Vec<u8>) {
+pub(crate) fn write_frame(schema_id: u32, out: &mut Vec<u8>) {
     out.push(MAGIC);
     out.extend_from_slice(&schema_id.to_be_bytes());
 }

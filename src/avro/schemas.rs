@@ -19,13 +19,13 @@ use super::encode::{FitError, Names, encode_fields};
 
 /// Whether `name` can be an event type: a `PascalCase` identifier, as the
 /// record name of its schema.
-pub fn is_event_type(name: &str) -> bool {
+pub(crate) fn is_event_type(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
         && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Full name of the common header record.
-pub const HEADER_NAME: &str = "recast.EventHeader";
+pub(crate) const HEADER_NAME: &str = "recast.EventHeader";
 
 /// The header recast writes: a configured `recast.EventHeader` must have
 /// the same fields and types (its docs may differ).

@@ -6,6 +6,7 @@ use apache_avro::types::Value as Avro;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use super::encode::{Names, encode_value};
 use super::*;
 
 fn schema_files() -> Vec<SchemaFile> {

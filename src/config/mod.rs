@@ -21,7 +21,7 @@ use crate::pipeline::dedupe::{DedupeConfig, KeySource};
 use crate::pipeline::mapping::{FileError, Mapping, ScriptsConfig, TransformFile, line_at};
 use crate::pipeline::{Encoding, Pipeline, Stages};
 use crate::registry::{Registry, RegistryConfig};
-pub use schema_files::read_schema_files;
+pub(crate) use schema_files::read_schema_files;
 
 /// The configuration the quickstart runs with: a local broker on port 9092
 /// and the cart sample's mapping. Also the commented reference for every key.
@@ -258,6 +258,8 @@ impl Default for BatchConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+// The field names are the configuration keys users write.
+#[allow(clippy::struct_field_names)]
 pub struct LimitsConfig {
     /// Legacy record values larger than this are rejected before decoding.
     #[serde(default = "defaults::max_value_bytes")]
@@ -413,33 +415,33 @@ mod defaults {
     use std::num::NonZeroUsize;
     use std::time::Duration;
 
-    pub fn connect_timeout() -> Duration {
+    pub(super) fn connect_timeout() -> Duration {
         Duration::from_secs(10)
     }
-    pub fn max_records() -> NonZeroUsize {
+    pub(super) fn max_records() -> NonZeroUsize {
         NonZeroUsize::new(5_000).expect("non-zero")
     }
-    pub fn linger() -> Duration {
+    pub(super) fn linger() -> Duration {
         Duration::from_millis(200)
     }
-    pub fn transaction_timeout() -> Duration {
+    pub(super) fn transaction_timeout() -> Duration {
         Duration::from_mins(1)
     }
-    pub fn max_value_bytes() -> NonZeroUsize {
+    pub(super) fn max_value_bytes() -> NonZeroUsize {
         NonZeroUsize::new(900 * 1024).expect("non-zero")
     }
-    pub fn yes() -> bool {
+    pub(super) fn yes() -> bool {
         true
     }
-    pub fn http_listen() -> String {
+    pub(super) fn http_listen() -> String {
         "0.0.0.0:9464".into()
     }
-    pub fn max_output_bytes() -> NonZeroUsize {
+    pub(super) fn max_output_bytes() -> NonZeroUsize {
         // Kafka's default max.message.bytes (1048588) less headroom for
         // the record batch framing.
         NonZeroUsize::new(1_000_000).expect("non-zero")
     }
-    pub fn max_json_depth() -> NonZeroUsize {
+    pub(super) fn max_json_depth() -> NonZeroUsize {
         NonZeroUsize::new(64).expect("non-zero")
     }
 }

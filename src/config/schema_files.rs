@@ -7,7 +7,10 @@ use crate::avro::{SchemaError, SchemaFile};
 
 /// Reads schema files: each of `names`, relative to `base`, is an `.avsc`
 /// file or a directory whose `*.avsc` files are read in name order.
-pub fn read_schema_files(base: &Path, names: &[String]) -> Result<Vec<SchemaFile>, SchemaError> {
+pub(crate) fn read_schema_files(
+    base: &Path,
+    names: &[String],
+) -> Result<Vec<SchemaFile>, SchemaError> {
     let mut files = Vec::new();
     for name in names {
         let path = base.join(name);

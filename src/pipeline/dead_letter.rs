@@ -7,20 +7,20 @@
 use crate::pipeline::Rejection;
 use crate::pipeline::record::Position;
 
-pub const STAGE: &str = "recast.stage";
-pub const REASON: &str = "recast.reason";
-pub const SOURCE_TOPIC: &str = "recast.source.topic";
-pub const SOURCE_PARTITION: &str = "recast.source.partition";
-pub const SOURCE_OFFSET: &str = "recast.source.offset";
-pub const SOURCE_TIMESTAMP: &str = "recast.source.timestamp";
-pub const MAPPING_VERSION: &str = "recast.mapping.version";
+pub(crate) const STAGE: &str = "recast.stage";
+pub(crate) const REASON: &str = "recast.reason";
+pub(crate) const SOURCE_TOPIC: &str = "recast.source.topic";
+pub(crate) const SOURCE_PARTITION: &str = "recast.source.partition";
+pub(crate) const SOURCE_OFFSET: &str = "recast.source.offset";
+pub(crate) const SOURCE_TIMESTAMP: &str = "recast.source.timestamp";
+pub(crate) const MAPPING_VERSION: &str = "recast.mapping.version";
 /// Set when the legacy record was too large to copy into the dead-letter
 /// topic: the dead letter is still written, without key and value (both
 /// stay readable at the source position), and this header says their sizes.
-pub const VALUE_OMITTED: &str = "recast.value.omitted";
+pub(crate) const VALUE_OMITTED: &str = "recast.value.omitted";
 
 /// recast's headers for one rejected record.
-pub fn headers(
+pub(crate) fn headers(
     position: Position<'_>,
     timestamp_ms: Option<i64>,
     rejection: &Rejection,
@@ -42,7 +42,7 @@ pub fn headers(
 
 /// The header that stands for a key and value too large for the
 /// dead-letter topic.
-pub fn value_omitted(value_bytes: usize, key_bytes: usize) -> (&'static str, String) {
+pub(crate) fn value_omitted(value_bytes: usize, key_bytes: usize) -> (&'static str, String) {
     (
         VALUE_OMITTED,
         format!(

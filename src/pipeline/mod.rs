@@ -8,13 +8,13 @@
 //! always gives the same outcome. The worker runs it inside a transaction;
 //! tests and benches run it directly.
 
-pub mod dead_letter;
-pub mod decode;
-pub mod dedupe;
+pub(crate) mod dead_letter;
+pub(crate) mod decode;
+pub(crate) mod dedupe;
 pub mod envelope;
-pub mod mapping;
-pub mod record;
-pub mod timestamp;
+pub(crate) mod mapping;
+pub(crate) mod record;
+pub(crate) mod timestamp;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ impl std::fmt::Display for Position<'_> {
 }
 
 /// One record header: its name and value (`None` for a null value).
-pub type Header<'a> = (&'a str, Option<&'a [u8]>);
+pub(crate) type Header<'a> = (&'a str, Option<&'a [u8]>);
 
 /// One record of the legacy topic.
 #[derive(Debug, Clone)]

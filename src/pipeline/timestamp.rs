@@ -13,7 +13,7 @@ const MILLIS_THRESHOLD: f64 = 1e11;
 
 /// Reads a legacy event time: epoch seconds or milliseconds (integer or
 /// fractional), or an RFC 3339 string with any offset.
-pub fn epoch_millis(value: &Value) -> Result<i64, String> {
+pub(crate) fn epoch_millis(value: &Value) -> Result<i64, String> {
     match value {
         Value::Number(n) => {
             let n = n.as_f64().ok_or_else(|| format!("{n} is not a number"))?;

@@ -8,7 +8,7 @@
 //! registry's reasons instead of a bare 409.
 
 mod config;
-pub mod dev;
+pub(crate) mod dev;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use crate::pipeline::SchemaIds;
 pub use config::RegistryConfig;
 
 /// The media type of the registry API (Confluent's v1).
-pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+pub(crate) const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 /// Confluent's error code for an unknown subject.
 const SUBJECT_NOT_FOUND: i64 = 40401;

@@ -12,7 +12,7 @@ use crate::telemetry::metrics::Metrics;
 
 /// What `/readyz` decides on, updated by the worker.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     producer_ready: AtomicBool,
     assigned: AtomicUsize,
     /// When the loop last committed or found nothing to do; a loop stuck
@@ -23,7 +23,7 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(stall_limit: Duration) -> Self {
+    pub(crate) fn new(stall_limit: Duration) -> Self {
         Self {
             producer_ready: AtomicBool::new(false),
             assigned: AtomicUsize::new(0),
@@ -32,20 +32,20 @@ impl Health {
         }
     }
 
-    pub fn producer_ready(&self) {
+    pub(crate) fn producer_ready(&self) {
         self.producer_ready.store(true, Ordering::Relaxed);
     }
 
-    pub fn assigned(&self, partitions: usize) {
+    pub(crate) fn assigned(&self, partitions: usize) {
         self.assigned.store(partitions, Ordering::Relaxed);
     }
 
-    pub fn progressed(&self) {
+    pub(crate) fn progressed(&self) {
         self.last_progress_ms.store(now_ms(), Ordering::Relaxed);
     }
 
     /// `Ok` when ready, else why not.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub(crate) fn readiness(&self) -> Result<(), String> {
         if !self.producer_ready.load(Ordering::Relaxed) {
             return Err("transactional producer not initialised".into());
         }
@@ -63,7 +63,7 @@ impl Health {
 
 /// Starts the listener on `address`; returns the bound address (useful
 /// with port 0).
-pub fn serve(
+pub(crate) fn serve(
     address: &str,
     metrics: Metrics,
     health: Arc<Health>,

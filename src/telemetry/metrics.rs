@@ -12,7 +12,7 @@ use prometheus::{
 
 /// Every recast metric, labelled by legacy topic.
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     topic: String,
     consumed: IntCounterVec,
@@ -52,7 +52,7 @@ pub const NAMES: &[&str] = &[
 ];
 
 impl Metrics {
-    pub fn new(legacy_topic: &str) -> Self {
+    pub(crate) fn new(legacy_topic: &str) -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -157,7 +157,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
@@ -166,7 +166,7 @@ impl Metrics {
     }
 
     /// A transaction committed with these outcomes.
-    pub fn batch_committed(&self, batch: &BatchOutcomes, elapsed: Duration) {
+    pub(crate) fn batch_committed(&self, batch: &BatchOutcomes, elapsed: Duration) {
         let t = self.topic.as_str();
         self.consumed.with_label_values(&[t]).inc_by(batch.consumed);
         for (event_type, count) in &batch.events_by_type {
@@ -195,38 +195,38 @@ impl Metrics {
     }
 
     /// A transaction aborted; its records will be processed again.
-    pub fn batch_aborted(&self) {
+    pub(crate) fn batch_aborted(&self) {
         self.transactions
             .with_label_values(&[&self.topic, "aborted"])
             .inc();
     }
 
-    pub fn rebalanced(&self, kind: &str) {
+    pub(crate) fn rebalanced(&self, kind: &str) {
         self.rebalances
             .with_label_values(&[&self.topic, kind])
             .inc();
     }
 
-    pub fn window_size(&self, partition: i32, entries: u64) {
+    pub(crate) fn window_size(&self, partition: i32, entries: u64) {
         self.window_entries
             .with_label_values(&[&self.topic, &partition.to_string()])
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
-    pub fn lag(&self, partition: i32, records: i64) {
+    pub(crate) fn lag(&self, partition: i32, records: i64) {
         self.lag
             .with_label_values(&[&self.topic, &partition.to_string()])
             .set(records);
     }
 
     /// A partition left this instance: its per-partition series go.
-    pub fn partition_revoked(&self, partition: i32) {
+    pub(crate) fn partition_revoked(&self, partition: i32) {
         let labels = [self.topic.as_str(), &partition.to_string()];
         let _ = self.window_entries.remove_label_values(&labels);
         let _ = self.lag.remove_label_values(&labels);
     }
 
-    pub fn window_restored(&self, elapsed: Duration) {
+    pub(crate) fn window_restored(&self, elapsed: Duration) {
         self.restore_seconds
             .with_label_values(&[&self.topic])
             .observe(elapsed.as_secs_f64());
@@ -235,7 +235,7 @@ impl Metrics {
 
 /// The outcomes of one transaction's records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BatchOutcomes {
+pub(crate) struct BatchOutcomes {
     pub consumed: u64,
     /// Records that produced at least one event.
     pub with_events: u64,
@@ -247,11 +247,11 @@ pub struct BatchOutcomes {
 }
 
 impl BatchOutcomes {
-    pub fn rejected(&self) -> u64 {
+    pub(crate) fn rejected(&self) -> u64 {
         self.rejected_by_stage.iter().map(|(_, n)| n).sum()
     }
 
-    pub fn event(&mut self, event_type: &str) {
+    pub(crate) fn event(&mut self, event_type: &str) {
         match self
             .events_by_type
             .iter_mut()
@@ -262,7 +262,7 @@ impl BatchOutcomes {
         }
     }
 
-    pub fn reject(&mut self, stage: &'static str) {
+    pub(crate) fn reject(&mut self, stage: &'static str) {
         match self.rejected_by_stage.iter_mut().find(|(s, _)| *s == stage) {
             Some((_, n)) => *n += 1,
             None => self.rejected_by_stage.push((stage, 1)),

@@ -1,5 +1,5 @@
 //! What the worker tells its operators: metrics and the operations
 //! listener that serves them.
 
-pub mod http;
-pub mod metrics;
+pub(crate) mod http;
+pub(crate) mod metrics;

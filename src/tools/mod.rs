@@ -8,5 +8,5 @@ pub mod inspect;
 pub mod legacy_file;
 pub mod load;
 pub mod log_reader;
-pub mod offline;
+pub(crate) mod offline;
 pub mod replay;

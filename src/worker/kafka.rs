@@ -55,7 +55,7 @@ pub fn client_config(config: &Config) -> ClientConfig {
 
 /// Checks that the cluster answers and that the three topics exist.
 /// Returns the number of partitions of the legacy topic.
-pub fn check_cluster(config: &Config) -> Result<usize, StartupError> {
+pub(crate) fn check_cluster(config: &Config) -> Result<usize, StartupError> {
     let raw = &config.raw;
     let timeout = raw.kafka.connect_timeout;
     let probe: BaseConsumer =

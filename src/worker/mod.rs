@@ -8,10 +8,10 @@
 //! buffered records of revoked partitions are simply dropped (their new
 //! owner reads them again from the committed offset).
 
-pub mod kafka;
-pub mod restore;
-pub mod sink;
-pub mod source;
+pub(crate) mod kafka;
+pub(crate) mod restore;
+pub(crate) mod sink;
+pub(crate) mod source;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,7 +16,7 @@ use crate::worker::kafka::{StartupError, client_config};
 
 /// How a transactional failure must be handled.
 #[derive(Debug, thiserror::Error)]
-pub enum TxnError {
+pub(crate) enum TxnError {
     /// The transaction can be aborted and the batch retried.
     #[error("{0}")]
     Abortable(String),
@@ -29,7 +29,7 @@ pub enum TxnError {
 
 /// A produce that failed before reaching the broker.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The record exceeds `limits.max_output_bytes` (or the producer's own
     /// `message.max.bytes`).
     TooLarge,
@@ -44,7 +44,7 @@ const COMMIT_RETRIES: usize = 3;
 
 /// The transactional producer, a `BaseProducer` polled by the worker's own
 /// thread (see [`Sink::commit`] for why).
-pub struct Sink {
+pub(crate) struct Sink {
     producer: BaseProducer,
     transactional_id: String,
     /// `limits.max_output_bytes`: larger records are refused before they
@@ -65,7 +65,7 @@ impl Sink {
     /// Creates the producer and initialises transactions, which fences any
     /// older producer with the same `transactional.id` and aborts the
     /// transaction it left open.
-    pub fn connect(config: &Config) -> Result<Self, StartupError> {
+    pub(crate) fn connect(config: &Config) -> Result<Self, StartupError> {
         let raw = &config.raw;
         let transactional_id = config.transactional_id();
         let mut client = client_config(config);
@@ -107,20 +107,20 @@ impl Sink {
         })
     }
 
-    pub fn begin(&self) -> Result<(), TxnError> {
+    pub(crate) fn begin(&self) -> Result<(), TxnError> {
         self.producer
             .begin_transaction()
             .map_err(|e| self.classify("begin transaction", &e))
     }
 
     /// The most bytes (key, value and headers) one record may have.
-    pub fn max_output_bytes(&self) -> usize {
+    pub(crate) fn max_output_bytes(&self) -> usize {
         self.max_output_bytes
     }
 
     /// Queues one record in the open transaction. Waits while the local
     /// queue is full; every other error is classified.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         topic: &str,
         key: Option<&[u8]>,
@@ -160,7 +160,7 @@ impl Sink {
 
     /// Adds the source offsets to the open transaction: they commit (or
     /// abort) together with the records.
-    pub fn send_offsets(
+    pub(crate) fn send_offsets(
         &self,
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
@@ -176,7 +176,7 @@ impl Sink {
     /// client library's commit flushes with 100 ms polls that always run to
     /// their end, which would add 100 ms to every commit (measured: ~115 ms
     /// per transaction before, ~10 ms after, on loopback).
-    pub fn commit(&self) -> Result<(), TxnError> {
+    pub(crate) fn commit(&self) -> Result<(), TxnError> {
         self.await_in_flight();
         let mut attempt = 0;
         loop {
@@ -192,7 +192,7 @@ impl Sink {
     }
 
     /// Aborts the open transaction: nothing it wrote becomes visible.
-    pub fn abort(&self) -> Result<(), TxnError> {
+    pub(crate) fn abort(&self) -> Result<(), TxnError> {
         // The abort waits for the delivery reports of every record sent,
         // and nothing else serves them while it blocks this thread.
         self.await_in_flight();
@@ -240,7 +240,7 @@ fn fatal_message(id: &str, what: &str, code: RDKafkaErrorCode, reason: &str) -> 
 }
 
 /// Builds Kafka headers from name/value pairs (a value may be null).
-pub fn owned_headers<'a>(
+pub(crate) fn owned_headers<'a>(
     pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
 ) -> OwnedHeaders {
     pairs

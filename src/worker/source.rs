@@ -27,7 +27,7 @@ const LAG_STATISTICS_MS: &str = "5000";
 
 /// Tracks the group's rebalances for the worker loop.
 #[derive(Debug, Default)]
-pub struct SourceContext {
+pub(crate) struct SourceContext {
     /// Partitions revoked since the batch being polled last looked.
     revoked: Mutex<Vec<i32>>,
     /// Assignment changes since the worker last looked, in order.
@@ -39,7 +39,7 @@ pub struct SourceContext {
 
 /// A change of this instance's share of the legacy topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     Assigned(Vec<i32>),
     Revoked(Vec<i32>),
 }
@@ -98,16 +98,16 @@ impl ConsumerContext for SourceContext {
 /// another instance with the same id).
 #[derive(Debug, thiserror::Error)]
 #[error("consumer fatal error ({code}): {reason}")]
-pub struct ConsumerFatal {
+pub(crate) struct ConsumerFatal {
     pub code: RDKafkaErrorCode,
     pub reason: String,
 }
 
 /// A batch of legacy records, in poll order (offset order per partition).
-pub type Batch<'c> = Vec<BorrowedMessage<'c>>;
+pub(crate) type Batch<'c> = Vec<BorrowedMessage<'c>>;
 
 /// The legacy-topic consumer.
-pub struct Source {
+pub(crate) struct Source {
     consumer: BaseConsumer<SourceContext>,
     topic: String,
 }
@@ -122,7 +122,7 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     /// Creates the consumer and joins the group.
-    pub fn connect(config: &Config) -> Result<Self, StartupError> {
+    pub(crate) fn connect(config: &Config) -> Result<Self, StartupError> {
         let raw = &config.raw;
         let mut client = client_config(config);
         client
@@ -159,14 +159,14 @@ impl Source {
         })
     }
 
-    pub fn consumer(&self) -> &BaseConsumer<SourceContext> {
+    pub(crate) fn consumer(&self) -> &BaseConsumer<SourceContext> {
         &self.consumer
     }
 
     /// Polls up to `max_records`, waiting at most `linger` after the first
     /// record. Returns an empty batch when nothing arrived within one idle
     /// poll or when `stop` was raised before the first record.
-    pub fn poll_batch(
+    pub(crate) fn poll_batch(
         &self,
         max_records: usize,
         linger: Duration,
@@ -227,13 +227,13 @@ impl Source {
     }
 
     /// How many partitions of the legacy topic this instance holds.
-    pub fn assignment_count(&self) -> usize {
+    pub(crate) fn assignment_count(&self) -> usize {
         self.consumer.assignment().map_or(0, |tpl| tpl.count())
     }
 
     /// Each partition's lag behind its last stable offset, as of the latest
     /// statistics, for the partitions this instance holds.
-    pub fn lag(&self) -> BTreeMap<i32, i64> {
+    pub(crate) fn lag(&self) -> BTreeMap<i32, i64> {
         let assigned: Vec<i32> = self
             .consumer
             .assignment()
@@ -247,7 +247,7 @@ impl Source {
     }
 
     /// The assignment changes since the last call, in order.
-    pub fn take_changes(&self) -> Vec<Change> {
+    pub(crate) fn take_changes(&self) -> Vec<Change> {
         std::mem::take(
             &mut *self
                 .consumer
@@ -260,7 +260,7 @@ impl Source {
 
     /// The offsets to commit for a batch: per partition, one past its last
     /// record.
-    pub fn next_offsets(&self, batch: &Batch<'_>) -> TopicPartitionList {
+    pub(crate) fn next_offsets(&self, batch: &Batch<'_>) -> TopicPartitionList {
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         for message in batch {
             next.insert(message.partition(), message.offset() + 1);
@@ -277,7 +277,7 @@ impl Source {
     /// record. That is the committed offset: the batch was polled from the
     /// committed position, since every earlier batch was either committed
     /// or rewound in the same way.
-    pub fn rewind(&self, first_offsets: &BTreeMap<i32, i64>) -> Result<(), KafkaError> {
+    pub(crate) fn rewind(&self, first_offsets: &BTreeMap<i32, i64>) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::new();
         for (partition, offset) in first_offsets {
             tpl.add_partition_offset(&self.topic, *partition, Offset::Offset(*offset))
@@ -304,7 +304,7 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
 }
 
 /// A consumed Kafka record as the pure stages see it.
-pub fn legacy_record<'m>(message: &'m BorrowedMessage<'_>) -> LegacyRecord<'m> {
+pub(crate) fn legacy_record<'m>(message: &'m BorrowedMessage<'_>) -> LegacyRecord<'m> {
     LegacyRecord {
         position: Position {
             topic: message.topic(),
@@ -322,7 +322,7 @@ pub fn legacy_record<'m>(message: &'m BorrowedMessage<'_>) -> LegacyRecord<'m> {
 }
 
 /// Each partition's first offset in a batch: where to rewind to.
-pub fn first_offsets(batch: &Batch<'_>) -> BTreeMap<i32, i64> {
+pub(crate) fn first_offsets(batch: &Batch<'_>) -> BTreeMap<i32, i64> {
     let mut first = BTreeMap::new();
     for message in batch {
         first.entry(message.partition()).or_insert(message.offset());

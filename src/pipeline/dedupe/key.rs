@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use crate::pipeline::mapping::FieldPath;
 
 /// A canonical, hashed dedupe key.
-pub type DedupeKey = u128;
+pub(crate) type DedupeKey = u128;
 
 /// What identifies a request.
 #[derive(Debug, Clone)]

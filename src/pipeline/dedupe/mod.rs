@@ -10,10 +10,9 @@
 //! from a verdict (see its docs): so re-running the pipeline over the last
 //! `capacity` offsets before the committed offset (`restore.rs`) rebuilds
 //! the window the running worker had. Each remembered occurrence refreshes
-//! its key, so a chain of retries stays one event. Memory is bounded by a
-//! moka cache of `capacity` entries per partition with LRU eviction: keys
-//! join it in offset order, so the least recently inserted key is the one
-//! seen furthest back, and the offset check makes lazy evictions harmless.
+//! its key, so a chain of retries stays one event. Memory is bounded by
+//! evicting, at each commit, the keys no later offset can reach
+//! (`window.rs`).
 //!
 //! Keys are canonicalised (type-tagged, object keys sorted) and hashed to
 //! 128 bits with SHA-256, so an entry costs the same whatever the payload,
@@ -23,6 +22,7 @@ mod config;
 mod key;
 mod window;
 
-pub use config::{DedupeConfig, DedupeKeyKind};
-pub use key::{DedupeKey, KeySource};
-pub use window::{DedupeWindow, Verdict};
+pub(crate) use config::DedupeConfig;
+pub(crate) use key::{DedupeKey, KeySource};
+pub use window::DedupeWindow;
+pub(crate) use window::Verdict;

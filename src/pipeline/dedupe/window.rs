@@ -1,15 +1,22 @@
 //! The dedupe window: per input partition, the keys remembered from the
 //! last `capacity` offsets, committed with their transaction.
+//!
+//! Eviction is by offset, not by count: a key leaves the window when it
+//! was last remembered `capacity` or more offsets before the newest
+//! committed one. A count-bounded cache would not do: a record split into
+//! several keyed events puts more than one key on an offset, a full cache
+//! then evicts keys still inside the window, and which ones depends on the
+//! cache's history — so a rebuilt window would answer differently from the
+//! live one. By offset, the window holds exactly the keys of its last
+//! `capacity` offsets, whatever came before.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
-
-use moka::policy::EvictionPolicy;
 
 use super::DedupeKey;
 
-/// Where and when a key was last seen: 16 bytes, so an entry (key and
-/// value) is 32 bytes before the cache's own bookkeeping.
+/// Where and when a key was last seen: 16 bytes, so a map entry (key and
+/// value) is 32 bytes, and its place in the eviction queue 32 more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
     offset: i64,
@@ -46,13 +53,48 @@ pub struct DedupeWindow {
     partitions: HashMap<i32, PartitionWindow>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct PartitionWindow {
-    /// Keys of committed transactions.
-    committed: moka::sync::Cache<DedupeKey, Seen>,
+    /// Keys of committed transactions, where and when last remembered.
+    committed: HashMap<DedupeKey, Seen>,
+    /// Every committed remembrance in offset order, for eviction: an entry
+    /// whose key was remembered again later is stale and just dropped.
+    by_offset: VecDeque<(i64, DedupeKey)>,
     /// Keys of the open transaction: they count for duplicates inside it,
     /// and join `committed` only if it commits.
     staged: HashMap<DedupeKey, Seen>,
+}
+
+impl PartitionWindow {
+    /// Joins the open transaction's keys to the committed ones, then
+    /// evicts what no later offset can reach.
+    fn commit(&mut self, capacity: u64) {
+        let mut staged: Vec<(DedupeKey, Seen)> = self.staged.drain().collect();
+        staged.sort_unstable_by_key(|(_, seen)| seen.offset);
+        for (key, seen) in staged {
+            self.committed.insert(key, seen);
+            self.by_offset.push_back((seen.offset, key));
+        }
+        let Some(&(newest, _)) = self.by_offset.back() else {
+            return;
+        };
+        // A record after `newest` is at least one offset later: keys from
+        // `newest - capacity` or before are out of its reach.
+        let horizon = newest.saturating_sub(i64::try_from(capacity).unwrap_or(i64::MAX));
+        while let Some(&(offset, key)) = self.by_offset.front() {
+            if offset > horizon {
+                break;
+            }
+            self.by_offset.pop_front();
+            if self
+                .committed
+                .get(&key)
+                .is_some_and(|seen| seen.offset == offset)
+            {
+                self.committed.remove(&key);
+            }
+        }
+    }
 }
 
 impl DedupeWindow {
@@ -70,16 +112,7 @@ impl DedupeWindow {
     }
 
     fn partition(&mut self, partition: i32) -> &mut PartitionWindow {
-        let capacity = self.capacity;
-        self.partitions
-            .entry(partition)
-            .or_insert_with(|| PartitionWindow {
-                committed: moka::sync::Cache::builder()
-                    .max_capacity(capacity)
-                    .eviction_policy(EvictionPolicy::lru())
-                    .build(),
-                staged: HashMap::new(),
-            })
+        self.partitions.entry(partition).or_default()
     }
 
     /// Whether the event keyed `key` from `offset` is a retry of one the
@@ -98,8 +131,8 @@ impl DedupeWindow {
         let previous = window
             .staged
             .get(&key)
-            .copied()
-            .or_else(|| window.committed.get(&key));
+            .or_else(|| window.committed.get(&key))
+            .copied();
         match previous {
             Some(seen) if within(seen, offset, timestamp_ms, self.capacity, self.ttl_ms) => {
                 Verdict::Duplicate {
@@ -124,16 +157,10 @@ impl DedupeWindow {
             .insert(key, Seen::new(offset, timestamp_ms));
     }
 
-    /// The open transaction committed: its keys join the windows, in
-    /// offset order, so that the cache's least recently used entry is
-    /// always the one seen furthest back.
+    /// The open transaction committed: its keys join the windows.
     pub fn commit(&mut self) {
         for window in self.partitions.values_mut() {
-            let mut staged: Vec<(DedupeKey, Seen)> = window.staged.drain().collect();
-            staged.sort_unstable_by_key(|(_, seen)| seen.offset);
-            for (key, seen) in staged {
-                window.committed.insert(key, seen);
-            }
+            window.commit(self.capacity);
         }
     }
 
@@ -154,12 +181,11 @@ impl DedupeWindow {
         self.partitions.keys().copied().collect()
     }
 
-    /// Committed entries held for `partition` (moka's estimate).
+    /// Committed keys held for `partition`.
     pub fn len(&self, partition: i32) -> u64 {
-        self.partitions.get(&partition).map_or(0, |w| {
-            w.committed.run_pending_tasks();
-            w.committed.entry_count()
-        })
+        self.partitions
+            .get(&partition)
+            .map_or(0, |w| w.committed.len() as u64)
     }
 }
 
@@ -245,6 +271,43 @@ mod tests {
             check(&mut w, 0, 1, 3, None),
             Verdict::Duplicate { of_offset: 1 }
         );
+    }
+
+    #[test]
+    fn keys_beyond_the_window_are_evicted_however_many_an_offset_has() {
+        let mut w = DedupeWindow::new(3, None);
+        // Offsets 0..10, three keys each (a split record), one transaction
+        // per offset.
+        for offset in 0..10 {
+            for k in 0..3 {
+                check(&mut w, 0, u128::from(offset as u64 * 10 + k), offset, None);
+            }
+            w.commit();
+        }
+        // Offsets 7, 8 and 9 are within reach of offset 10: nine keys.
+        assert_eq!(w.len(0), 9);
+        assert_eq!(
+            w.verdict(0, 70, 10, None),
+            Verdict::Duplicate { of_offset: 7 }
+        );
+        assert_eq!(w.verdict(0, 60, 10, None), Verdict::New);
+    }
+
+    #[test]
+    fn a_refreshed_key_outlives_its_first_offset() {
+        let mut w = DedupeWindow::new(3, None);
+        check(&mut w, 0, 1, 0, None);
+        w.commit();
+        check(&mut w, 0, 1, 2, None);
+        w.commit();
+        check(&mut w, 0, 2, 4, None);
+        w.commit();
+        // The entry from offset 0 is evicted, the refresh at 2 is not.
+        assert_eq!(
+            w.verdict(0, 1, 5, None),
+            Verdict::Duplicate { of_offset: 2 }
+        );
+        assert_eq!(w.len(0), 2);
     }
 
     #[test]

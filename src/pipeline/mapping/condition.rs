@@ -13,7 +13,7 @@ use crate::pipeline::record::LegacyRecord;
 
 /// A compiled condition.
 #[derive(Debug, Clone)]
-pub enum Condition {
+pub(super) enum Condition {
     Test(Subject, Test),
     All(Vec<Condition>),
     Any(Vec<Condition>),
@@ -22,14 +22,14 @@ pub enum Condition {
 
 /// What a test looks at.
 #[derive(Debug, Clone)]
-pub enum Subject {
+pub(super) enum Subject {
     Field(FieldPath),
     Header(String),
     RecordKey,
 }
 
 #[derive(Debug, Clone)]
-pub enum Test {
+pub(super) enum Test {
     Equals(Value),
     In(Vec<Value>),
     Exists(bool),
@@ -37,7 +37,7 @@ pub enum Test {
 }
 
 impl Condition {
-    pub fn compile(spec: &ConditionSpec) -> Result<Self, String> {
+    pub(super) fn compile(spec: &ConditionSpec) -> Result<Self, String> {
         let combinators = [
             spec.all.as_ref().map(|c| ("all", c.as_slice())),
             spec.any.as_ref().map(|c| ("any", c.as_slice())),
@@ -131,7 +131,7 @@ impl Condition {
     }
 
     /// Whether the condition holds for an event being built from `record`.
-    pub fn holds(&self, draft: &Draft, record: &LegacyRecord<'_>) -> bool {
+    pub(super) fn holds(&self, draft: &Draft, record: &LegacyRecord<'_>) -> bool {
         match self {
             Condition::All(parts) => parts.iter().all(|c| c.holds(draft, record)),
             Condition::Any(parts) => parts.iter().any(|c| c.holds(draft, record)),
@@ -184,7 +184,7 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// A TOML value as JSON; dates become their RFC 3339 text.
-pub fn toml_to_json(value: toml::Value) -> Value {
+pub(crate) fn toml_to_json(value: toml::Value) -> Value {
     match value {
         toml::Value::String(s) => Value::String(s),
         toml::Value::Integer(i) => Value::from(i),

@@ -11,7 +11,7 @@
 
 mod command;
 mod condition;
-pub mod path;
+pub(crate) mod path;
 mod privacy;
 mod script;
 mod spec;
@@ -21,10 +21,10 @@ mod transform;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-pub use condition::toml_to_json;
-pub use path::FieldPath;
+pub(crate) use condition::toml_to_json;
+pub(crate) use path::FieldPath;
 use privacy::HashKey;
-pub use script::ScriptsConfig;
+pub(crate) use script::ScriptsConfig;
 use script::{Script, ScriptEngine};
 use spec::TransformSpec;
 use transform::Transform;
@@ -33,7 +33,7 @@ use crate::pipeline::record::LegacyRecord;
 
 /// An event being built as it passes through the chain.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Draft {
+pub(crate) struct Draft {
     pub event_type: Option<String>,
     /// The command the event type was derived from, when no table named it.
     pub derived_from: Option<String>,
@@ -44,7 +44,7 @@ pub struct Draft {
 }
 
 impl Draft {
-    pub fn new(payload: Map<String, Value>) -> Self {
+    pub(crate) fn new(payload: Map<String, Value>) -> Self {
         Self {
             event_type: None,
             derived_from: None,
@@ -157,7 +157,7 @@ pub struct FileError {
 
 /// The 1-based line of byte `offset` in `text`: what TOML error spans
 /// become in messages, for configurations, transforms and case files alike.
-pub fn line_at(text: &str, offset: usize) -> usize {
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
 

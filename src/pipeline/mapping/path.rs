@@ -88,7 +88,7 @@ impl std::fmt::Display for FieldPath {
 /// levels, none included (`**.password` drops `password` at every depth).
 /// Patterns descend into arrays element by element.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldPattern {
+pub(crate) struct FieldPattern {
     segments: Vec<Segment>,
 }
 
@@ -110,7 +110,7 @@ impl Segment {
 }
 
 impl FieldPattern {
-    pub fn parse(pattern: &str) -> Result<Self, String> {
+    pub(crate) fn parse(pattern: &str) -> Result<Self, String> {
         let segments = pattern
             .split('.')
             .map(|s| match s {
@@ -132,7 +132,7 @@ impl FieldPattern {
     }
 
     /// Removes every field this pattern matches; returns how many.
-    pub fn remove_from(&self, object: &mut Map<String, Value>) -> usize {
+    pub(crate) fn remove_from(&self, object: &mut Map<String, Value>) -> usize {
         remove_matching(object, &self.segments)
     }
 }

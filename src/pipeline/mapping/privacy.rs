@@ -11,7 +11,7 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 /// absorbed the HMAC inner and outer pads, so each hash costs only the
 /// message's blocks and one more.
 #[derive(Clone)]
-pub struct HashKey {
+pub(super) struct HashKey {
     inner: Sha256,
     outer: Sha256,
 }
@@ -23,7 +23,7 @@ impl std::fmt::Debug for HashKey {
 }
 
 impl HashKey {
-    pub fn new(secret: &[u8]) -> Self {
+    pub(super) fn new(secret: &[u8]) -> Self {
         // RFC 2104: keys longer than a block are hashed first.
         let mut key = [0u8; BLOCK];
         if secret.len() > BLOCK {
@@ -38,7 +38,7 @@ impl HashKey {
     }
 
     /// HMAC-SHA256 of `message`, as 64 lower-case hex digits.
-    pub fn hash_hex(&self, message: &[u8]) -> String {
+    pub(super) fn hash_hex(&self, message: &[u8]) -> String {
         let inner = self.inner.clone().chain_update(message).finalize();
         let outer = self.outer.clone().chain_update(inner).finalize();
         let mut hex = String::with_capacity(64);
@@ -51,7 +51,7 @@ impl HashKey {
 }
 
 /// `text` with every character but the last `keep_last` replaced by `*`.
-pub fn mask(text: &str, keep_last: usize) -> String {
+pub(super) fn mask(text: &str, keep_last: usize) -> String {
     let count = text.chars().count();
     let hidden = count.saturating_sub(keep_last);
     text.chars()

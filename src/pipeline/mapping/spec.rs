@@ -15,7 +15,7 @@ use toml::Spanned;
 /// `steps`, then the `types.<EventType>` steps of the record's event type.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TransformSpec {
+pub(super) struct TransformSpec {
     /// Records matching any of these are noise: counted as filtered.
     #[serde(default)]
     pub filter: Vec<FilterSpec>,
@@ -46,13 +46,13 @@ pub struct TransformSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FilterSpec {
+pub(super) struct FilterSpec {
     pub when: Spanned<ConditionSpec>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RejectSpec {
+pub(super) struct RejectSpec {
     pub when: Spanned<ConditionSpec>,
     /// Written to the dead-letter record's `recast.reason` header.
     pub reason: String,
@@ -61,7 +61,7 @@ pub struct RejectSpec {
 /// Exactly one of `field`, `header`, `record_key` says where the command is.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CommandSpec {
+pub(super) struct CommandSpec {
     /// A dotted field path of the legacy JSON.
     #[serde(default)]
     pub field: Option<Spanned<String>>,
@@ -86,7 +86,7 @@ pub struct CommandSpec {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum UnknownCommand {
+pub(super) enum UnknownCommand {
     /// To the dead-letter topic, with the reason "unknown command".
     #[default]
     Reject,
@@ -98,7 +98,7 @@ pub enum UnknownCommand {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SplitSpec {
+pub(super) struct SplitSpec {
     /// The array to split on; removed from every event.
     pub field: Spanned<String>,
     /// Where each element goes in its event. Without it, object elements
@@ -109,7 +109,7 @@ pub struct SplitSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EventSpec {
+pub(super) struct EventSpec {
     /// The field whose value keys the ledger record (string or number).
     /// Without it in any transform, the legacy record key is used.
     #[serde(default)]
@@ -125,7 +125,7 @@ pub struct EventSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TypeSpec {
+pub(super) struct TypeSpec {
     #[serde(default)]
     pub steps: Vec<Spanned<StepSpec>>,
 }
@@ -133,7 +133,7 @@ pub struct TypeSpec {
 /// One step: exactly one operation, and optionally a condition.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StepSpec {
+pub(super) struct StepSpec {
     /// Apply the step only to events matching this condition.
     #[serde(default)]
     pub when: Option<ConditionSpec>,
@@ -172,7 +172,7 @@ pub struct StepSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CastType {
+pub(super) enum CastType {
     String,
     Number,
     Integer,
@@ -181,7 +181,7 @@ pub enum CastType {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SplitFieldSpec {
+pub(super) struct SplitFieldSpec {
     pub field: String,
     pub separator: String,
     /// The parts, in order; the last one takes the rest of the string.
@@ -193,7 +193,7 @@ pub struct SplitFieldSpec {
 /// `any`, `not`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConditionSpec {
+pub(super) struct ConditionSpec {
     #[serde(default)]
     pub field: Option<String>,
     #[serde(default)]

@@ -14,7 +14,7 @@ use crate::pipeline::record::LegacyRecord;
 
 /// A compiled step.
 #[derive(Debug, Clone)]
-pub struct Step {
+pub(super) struct Step {
     when: Option<Condition>,
     op: Op,
 }
@@ -43,7 +43,7 @@ enum Op {
 impl Step {
     /// Compiles one step. `hash_key` is the deployment's secret, needed by
     /// `hash` steps only.
-    pub fn compile(spec: &StepSpec, hash_key: Option<&HashKey>) -> Result<Self, String> {
+    pub(super) fn compile(spec: &StepSpec, hash_key: Option<&HashKey>) -> Result<Self, String> {
         let mut ops = Vec::new();
         if let Some(patterns) = &spec.drop {
             ops.push(Op::Drop(all(patterns, |p| FieldPattern::parse(p))?));
@@ -106,7 +106,7 @@ impl Step {
     }
 
     /// Applies the step to an event being built from `record`.
-    pub fn apply(&self, draft: &mut Draft, record: &LegacyRecord<'_>) -> Result<(), String> {
+    pub(super) fn apply(&self, draft: &mut Draft, record: &LegacyRecord<'_>) -> Result<(), String> {
         if let Some(condition) = &self.when
             && !condition.holds(draft, record)
         {

@@ -21,7 +21,7 @@ use crate::pipeline::record::LegacyRecord;
 
 /// A compiled transform file.
 #[derive(Debug, Clone)]
-pub struct Transform {
+pub(super) struct Transform {
     filters: Vec<Condition>,
     rejects: Vec<(Condition, String)>,
     required: Vec<FieldPath>,
@@ -60,7 +60,7 @@ struct Split {
 /// A problem in a transform file, with where it is (a byte range of the
 /// file) when known.
 #[derive(Debug)]
-pub struct SpecError {
+pub(super) struct SpecError {
     pub span: Option<Range<usize>>,
     pub message: String,
 }
@@ -87,7 +87,10 @@ fn steps(specs: &[Spanned<StepSpec>], hash_key: Option<&HashKey>) -> Result<Vec<
 }
 
 impl Transform {
-    pub fn compile(spec: &TransformSpec, hash_key: Option<&HashKey>) -> Result<Self, SpecError> {
+    pub(super) fn compile(
+        spec: &TransformSpec,
+        hash_key: Option<&HashKey>,
+    ) -> Result<Self, SpecError> {
         let filters = spec
             .filter
             .iter()
@@ -157,7 +160,7 @@ impl Transform {
 
     /// The event types this transform's command table can name; `None`
     /// when it derives names for unknown commands (any name is possible).
-    pub fn event_types(&self) -> Option<Vec<&str>> {
+    pub(super) fn event_types(&self) -> Option<Vec<&str>> {
         match &self.command {
             Some(table) if table.unknown == UnknownCommand::Derive => None,
             Some(table) => Some(table.events.values().map(String::as_str).collect()),
@@ -166,18 +169,18 @@ impl Transform {
     }
 
     /// The event types this transform has `types.<EventType>` steps for.
-    pub fn typed_steps(&self) -> impl Iterator<Item = &str> {
+    pub(super) fn typed_steps(&self) -> impl Iterator<Item = &str> {
         self.per_type.keys().map(String::as_str)
     }
 
     /// Whether this transform names event types.
-    pub fn recognises_commands(&self) -> bool {
+    pub(super) fn recognises_commands(&self) -> bool {
         self.command.is_some()
     }
 
     /// Runs this transform on one event being built, pushing what it
     /// becomes onto `out`: nothing when filtered, several drafts when split.
-    pub fn apply(
+    pub(super) fn apply(
         &self,
         mut draft: Draft,
         record: &LegacyRecord<'_>,

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 /// script exceeds one is rejected to the dead-letter topic, naming it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+// The field names are the configuration keys users write.
+#[allow(clippy::struct_field_names)]
 pub struct ScriptsConfig {
     /// Operations (roughly: expressions evaluated) per call.
     #[serde(default = "max_operations")]

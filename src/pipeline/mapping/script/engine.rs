@@ -13,7 +13,7 @@ use crate::pipeline::mapping::privacy::{HashKey, mask};
 
 /// The engine shared by every script of a chain.
 #[derive(Clone)]
-pub struct ScriptEngine {
+pub(crate) struct ScriptEngine {
     pub(super) engine: Arc<Engine>,
     pub(super) limits: ScriptsConfig,
 }
@@ -28,7 +28,7 @@ impl std::fmt::Debug for ScriptEngine {
 
 impl ScriptEngine {
     /// Builds the hardened engine with the helpers registered.
-    pub fn new(limits: &ScriptsConfig, hash_key: Option<HashKey>) -> Self {
+    pub(crate) fn new(limits: &ScriptsConfig, hash_key: Option<HashKey>) -> Self {
         let mut engine = Engine::new();
         engine
             .set_max_operations(limits.max_operations.get())

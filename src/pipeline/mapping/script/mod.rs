@@ -20,9 +20,9 @@ use serde_json::Value;
 
 use super::{Draft, MappingError};
 use crate::pipeline::record::LegacyRecord;
-pub use config::ScriptsConfig;
+pub(crate) use config::ScriptsConfig;
 use convert::{to_json, to_rhai_map};
-pub use engine::ScriptEngine;
+pub(super) use engine::ScriptEngine;
 
 /// The function every script defines.
 const ENTRY: &str = "transform";
@@ -46,7 +46,7 @@ const RETURNED_FIELDS: &[&str] = &[
 
 /// A compiled script transform.
 #[derive(Debug, Clone)]
-pub struct Script {
+pub(super) struct Script {
     name: String,
     engine: ScriptEngine,
     ast: AST,
@@ -89,13 +89,17 @@ fn declared_event_types(
 
 /// A script that does not compile: the line when known, and why.
 #[derive(Debug)]
-pub struct ScriptError {
+pub(super) struct ScriptError {
     pub line: Option<usize>,
     pub message: String,
 }
 
 impl Script {
-    pub fn compile(engine: &ScriptEngine, name: &str, text: &str) -> Result<Self, ScriptError> {
+    pub(super) fn compile(
+        engine: &ScriptEngine,
+        name: &str,
+        text: &str,
+    ) -> Result<Self, ScriptError> {
         let mut ast = engine.engine.compile(text).map_err(|e| ScriptError {
             line: e.position().line(),
             message: match e.err_type() {
@@ -128,7 +132,7 @@ impl Script {
     /// Whether the script runs for this event: every event, unless the
     /// script declares `const EVENT_TYPES = [...]`. Events of other types
     /// pass through untouched, without the cost of a call.
-    pub fn applies_to(&self, draft: &Draft) -> bool {
+    pub(super) fn applies_to(&self, draft: &Draft) -> bool {
         self.only
             .as_ref()
             .is_none_or(|types| draft.event_type.as_ref().is_some_and(|t| types.contains(t)))
@@ -136,7 +140,7 @@ impl Script {
 
     /// Runs the script on one event being built, pushing what it returns
     /// onto `out`: nothing for `()` or an empty array.
-    pub fn apply(
+    pub(super) fn apply(
         &self,
         draft: &Draft,
         record: &LegacyRecord<'_>,

@@ -2,13 +2,13 @@
 //! both catch a schema change the subject's compatibility rules refuse,
 //! and a compatible change passes both.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use recast::config::Config;
+use recast::Config;
 
 use common::{Scenario, registry, terminate, wait_until};
 

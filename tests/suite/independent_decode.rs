@@ -4,7 +4,7 @@
 //! the sample through the same registry, and each decoded event must be
 //! the one expected.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -13,11 +13,11 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use recast::config::Config;
-use recast::pipeline::RecordOutcome;
-use recast::pipeline::record::Position;
-use recast::tools::legacy_file::LegacyLine;
-use recast::tools::offline::Offline;
+use recast::Config;
+use recast::Offline;
+use recast::Position;
+use recast::RecordOutcome;
+use recast::legacy_file::LegacyLine;
 
 use common::{Scenario, registry, sample};
 
@@ -138,7 +138,7 @@ fn an_independent_client_decodes_every_event_through_the_registry() {
         assert_eq!(line["subject_latest_id"], line["schema_id"], "{id}");
         assert_eq!(header["event_type"], event_type, "{id}");
         assert_eq!(
-            recast::pipeline::timestamp::format_millis(header["occurred_at"].as_i64().unwrap()),
+            recast::format_millis(header["occurred_at"].as_i64().unwrap()),
             want["header"]["occurred_at"].as_str().unwrap(),
             "{id}"
         );
@@ -156,7 +156,7 @@ fn an_independent_client_decodes_every_event_through_the_registry() {
         };
         assert_eq!(
             header["event_id"],
-            recast::pipeline::envelope::event_id(position, 0).to_string(),
+            recast::envelope::event_id(position, 0).to_string(),
             "{id}"
         );
         assert_eq!(event, want["payload"], "{id}");

@@ -1,7 +1,7 @@
 //! Hostile legacy records: each goes to the dead-letter topic with a reason,
 //! and the worker keeps running.
 
-mod common;
+use crate::common;
 
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};

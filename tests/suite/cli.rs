@@ -2,7 +2,7 @@
 //! missing topic, and a fenced instance each end the process with a clear
 //! message and a non-zero exit code, never a panic or a hang.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ fn stderr(output: &Output) -> String {
 fn a_bad_configuration_exits_2_naming_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recast.toml");
-    let text = recast::config::EMBEDDED_DEFAULT.replace("linger = \"100ms\"", "linger = \"soon\"");
+    let text = recast::EMBEDDED_DEFAULT.replace("linger = \"100ms\"", "linger = \"soon\"");
     std::fs::write(&path, text).unwrap();
     let output = recast(&["--config", path.to_str().unwrap(), "run"], &[]);
     assert_eq!(output.status.code(), Some(2));

@@ -2,7 +2,7 @@
 //! show committed and non-transactional records, drop aborted ones, and
 //! hide a transaction that is still open.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use common::{Scenario, TIMEOUT, brokers};
-use recast::tools::log_reader::read_committed;
+use recast::log_reader::read_committed;
 
 fn transactional(id: &str) -> BaseProducer {
     let producer: BaseProducer = ClientConfig::new()
@@ -36,7 +36,7 @@ fn send(producer: &BaseProducer, topic: &str, values: &[&str]) {
     producer.flush(TIMEOUT).unwrap();
 }
 
-fn values(log: &recast::tools::log_reader::TopicLog) -> Vec<String> {
+fn values(log: &recast::log_reader::TopicLog) -> Vec<String> {
     log.committed
         .iter()
         .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())

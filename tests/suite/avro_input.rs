@@ -4,7 +4,7 @@
 //! datum is broken, is dead-lettered with the reason while JSON records
 //! keep flowing beside them.
 
-mod common;
+use crate::common;
 
 use apache_avro::Schema;
 use apache_avro::types::Value as Avro;
@@ -12,7 +12,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use recast::registry::Registry;
+use recast::Registry;
 
 use common::{Scenario, TIMEOUT, brokers, event_json, registry};
 
@@ -90,7 +90,7 @@ fn produce(topic: &str, records: &[(&str, Vec<u8>)]) {
 #[test]
 fn avro_legacy_records_are_decoded_through_the_registry() {
     let s = Scenario::new("avro-input", 1);
-    let client = Registry::new(&recast::registry::RegistryConfig {
+    let client = Registry::new(&recast::RegistryConfig {
         url: registry().to_owned(),
         username: None,
         password: None,

@@ -1,7 +1,7 @@
 //! The exactly-once spine end to end: the `recast` binary against the
 //! broker, the ledger read back with the log-level committed reader.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,13 +12,13 @@ use common::{Expect, Scenario, assert_exactly_once, generate, terminate};
 
 const CATCH_UP: Duration = Duration::from_secs(240);
 
-fn expects(records: &[(recast::tools::legacy_file::LegacyLine, Expect)]) -> Vec<Expect> {
+fn expects(records: &[(recast::legacy_file::LegacyLine, Expect)]) -> Vec<Expect> {
     records.iter().map(|(_, e)| e.clone()).collect()
 }
 
 fn lines(
-    records: &[(recast::tools::legacy_file::LegacyLine, Expect)],
-) -> Vec<recast::tools::legacy_file::LegacyLine> {
+    records: &[(recast::legacy_file::LegacyLine, Expect)],
+) -> Vec<recast::legacy_file::LegacyLine> {
     records.iter().map(|(l, _)| l.clone()).collect()
 }
 
@@ -156,7 +156,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 /// thread: live traffic while instances come and go.
 fn produce_live(
     s: &Scenario,
-    records: &[(recast::tools::legacy_file::LegacyLine, Expect)],
+    records: &[(recast::legacy_file::LegacyLine, Expect)],
     chunk: usize,
     pause: Duration,
 ) -> std::thread::JoinHandle<()> {

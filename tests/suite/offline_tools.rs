@@ -3,7 +3,7 @@
 //! shipped golden cases and on failing ones, and `recast check` on an
 //! invalid transform file. No broker.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ fn text(bytes: &[u8]) -> String {
 fn config_with_transform(dir: &Path, transform: &str) -> PathBuf {
     std::fs::write(dir.join("custom.toml"), transform).unwrap();
     // Its events have no schemas: a JSON ledger without them.
-    let config = recast::config::EMBEDDED_DEFAULT
+    let config = recast::EMBEDDED_DEFAULT
         .replace(
             "transforms = [\"../../transforms/cart.toml\", \"../../transforms/cart-amounts.rhai\"]",
             "transforms = [\"custom.toml\"]",

@@ -106,7 +106,7 @@ fn the_configmap_carries_a_valid_configuration() {
         ("RECAST_MAPPING__HASH_KEY", "a-secret-of-at-least-16-bytes"),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()));
-    recast::config::Config::load(Some(&config_dir.join("recast.toml")), env)
+    recast::Config::load(Some(&config_dir.join("recast.toml")), env)
         .expect("the ConfigMap's recast.toml is valid");
 }
 
@@ -151,7 +151,7 @@ fn the_dashboard_and_alerts_query_exported_metrics() {
         assert!(!names.is_empty(), "{expr}");
         for name in names {
             assert!(
-                recast::telemetry::metrics::NAMES.contains(&name.as_str()),
+                recast::METRIC_NAMES.contains(&name.as_str()),
                 "{name} (in `{expr}`) is not exported"
             );
         }
