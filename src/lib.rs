@@ -20,6 +20,7 @@
 //! | window restore | `worker/restore.rs` | re-runs a partition's last records to rebuild its window |
 //! | schema registry | `registry/` | the client, and the in-memory dev registry |
 //! | telemetry | `telemetry/` | metrics and the operations listener |
+//! | HTTP | `http.rs` | the one small server both listeners run on |
 //! | the other subcommands | `tools/` | check, test, replay, inspect, load, create-topics, the log reader |
 //!
 //! The modules are private; what the binary, the benches and the
@@ -27,6 +28,7 @@
 
 mod avro;
 mod config;
+mod http;
 mod json;
 mod pipeline;
 mod registry;

@@ -12,15 +12,16 @@
 //! forms, and `NONE`.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
+use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 use super::CONTENT_TYPE;
+use crate::http::Response;
 
 /// The compatibility levels Confluent defines.
 const LEVELS: &[&str] = &[
@@ -45,19 +46,23 @@ pub struct DevRegistry {
 impl DevRegistry {
     /// Serves on `address` (port 0 picks a free one) from a thread of its own.
     pub fn start(address: &str) -> std::io::Result<Self> {
-        let server = tiny_http::Server::http(address).map_err(std::io::Error::other)?;
-        let address = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
-        let state = Arc::new(Mutex::new(State::default()));
-        std::thread::Builder::new()
-            .name("recast-dev-registry".into())
-            .spawn(move || {
-                for request in server.incoming_requests() {
-                    serve(&state, request);
+        let state = Mutex::new(State::default());
+        let address = crate::http::serve(
+            address,
+            "recast-dev-registry",
+            MAX_BODY_BYTES,
+            move |request| {
+                let mut state = state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let (status, value) = route(&mut state, request.method, request.url, &request.body);
+                Response {
+                    status,
+                    content_type: CONTENT_TYPE,
+                    body: value.to_string(),
                 }
-            })?;
+            },
+        )?;
         Ok(Self { address })
     }
 
@@ -98,33 +103,6 @@ fn error(status: u16, code: u32, message: impl Into<String>) -> Reply {
 
 fn subject_not_found(subject: &str) -> Reply {
     error(404, 40401, format!("Subject '{subject}' not found."))
-}
-
-fn serve(state: &Mutex<State>, mut request: tiny_http::Request) {
-    let method = request.method().as_str().to_owned();
-    let url = request.url().to_owned();
-    let mut body = String::new();
-    let read = request
-        .as_reader()
-        .take(MAX_BODY_BYTES)
-        .read_to_string(&mut body);
-    let (status, value) = match read {
-        Ok(_) => {
-            let mut state = state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            route(&mut state, &method, &url, &body)
-        }
-        Err(e) => error(400, 400, format!("cannot read the request body: {e}")),
-    };
-    let header =
-        tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE).expect("a valid header");
-    let response = tiny_http::Response::from_string(value.to_string())
-        .with_status_code(status)
-        .with_header(header);
-    if let Err(e) = request.respond(response) {
-        tracing::debug!(error = %e, "dev registry: client went away");
-    }
 }
 
 fn route(state: &mut State, method: &str, url: &str, body: &str) -> Reply {
@@ -392,21 +370,5 @@ fn parse_level(body: &str) -> Result<String, Reply> {
 }
 
 fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = || std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok();
-        match (bytes[i], hex().and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
 }

@@ -10,9 +10,11 @@
 mod config;
 pub(crate) mod dev;
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -101,10 +103,9 @@ impl Registry {
             .build()
             .into();
         let authorization = match (&config.username, &config.password, &config.token) {
-            (Some(user), Some(password), _) => Some(format!(
-                "Basic {}",
-                base64(format!("{user}:{password}").as_bytes())
-            )),
+            (Some(user), Some(password), _) => {
+                Some(format!("Basic {}", basic_credentials(user, password)))
+            }
             (_, _, Some(token)) => Some(format!("Bearer {token}")),
             _ => None,
         };
@@ -318,38 +319,23 @@ fn schema_body(schema: &str) -> String {
     json!({ "schemaType": "AVRO", "schema": schema }).to_string()
 }
 
-/// Percent-encodes a subject for a URL path (subjects may hold any
-/// character a topic or record name can).
+/// Everything but RFC 3986's unreserved characters is percent-encoded in
+/// a path segment: subjects may hold any character a topic or record name
+/// can.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A subject as one URL path segment.
 fn encode_path(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(segment, PATH_SEGMENT).to_string()
 }
 
-/// Standard base64 with padding, for basic authentication.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// Basic authentication credentials: `user:password`, base64 with padding.
+fn basic_credentials(user: &str, password: &str) -> String {
+    BASE64_STANDARD.encode(format!("{user}:{password}"))
 }
 
 #[cfg(test)]

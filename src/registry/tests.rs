@@ -10,13 +10,11 @@ use super::dev::DevRegistry;
 use super::*;
 
 #[test]
-fn basic_credentials_are_base64() {
+fn basic_credentials_are_as_rfc_7617_shows() {
     assert_eq!(
-        base64(b"Aladdin:open sesame"),
+        basic_credentials("Aladdin", "open sesame"),
         "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
     );
-    assert_eq!(base64(b"ab"), "YWI=");
-    assert_eq!(base64(b""), "");
 }
 
 #[test]
@@ -26,6 +24,7 @@ fn subjects_are_encoded_for_paths() {
         "ledger-cart-shop.cart.AddedToCart"
     );
     assert_eq!(encode_path("a b/c"), "a%20b%2Fc");
+    assert_eq!(encode_path("é~"), "%C3%A9~");
 }
 
 const V1: &str =

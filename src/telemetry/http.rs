@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::http::Response;
 use crate::telemetry::metrics::Metrics;
 
 /// What `/readyz` decides on, updated by the worker.
@@ -68,35 +69,27 @@ pub(crate) fn serve(
     metrics: Metrics,
     health: Arc<Health>,
 ) -> Result<SocketAddr, std::io::Error> {
-    let server = tiny_http::Server::http(address).map_err(std::io::Error::other)?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
-    std::thread::Builder::new()
-        .name("recast-http".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let (status, body, content_type) = match request.url() {
-                    "/metrics" => (200, metrics.render(), "text/plain; version=0.0.4"),
-                    "/healthz" => (200, "ok\n".to_owned(), "text/plain"),
-                    "/readyz" => match health.readiness() {
-                        Ok(()) => (200, "ready\n".to_owned(), "text/plain"),
-                        Err(why) => (503, format!("not ready: {why}\n"), "text/plain"),
-                    },
-                    _ => (404, "not found\n".to_owned(), "text/plain"),
-                };
-                let header = tiny_http::Header::from_bytes("Content-Type", content_type)
-                    .expect("a valid header");
-                let response = tiny_http::Response::from_string(body)
-                    .with_status_code(status)
-                    .with_header(header);
-                if let Err(e) = request.respond(response) {
-                    tracing::debug!(error = %e, "http response not delivered");
-                }
-            }
-        })?;
-    Ok(bound)
+    let text = |status, body: String| Response {
+        status,
+        content_type: "text/plain",
+        body,
+    };
+    // The endpoints are all GETs without a body.
+    crate::http::serve(address, "recast-http", 0, move |request| {
+        match request.url {
+            "/metrics" => Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4",
+                body: metrics.render(),
+            },
+            "/healthz" => text(200, "ok\n".into()),
+            "/readyz" => match health.readiness() {
+                Ok(()) => text(200, "ready\n".into()),
+                Err(why) => text(503, format!("not ready: {why}\n")),
+            },
+            _ => text(404, "not found\n".into()),
+        }
+    })
 }
 
 fn now_ms() -> i64 {

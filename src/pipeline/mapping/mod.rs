@@ -236,13 +236,7 @@ impl Mapping {
             digest.update(file.text.as_bytes());
             digest.update([0]);
         }
-        let version = digest.finalize()[..8]
-            .iter()
-            .fold(String::new(), |mut hex, b| {
-                use std::fmt::Write;
-                write!(hex, "{b:02x}").expect("writing to a String");
-                hex
-            });
+        let version = hex::encode(&digest.finalize()[..8]);
         Ok(Self { links, version })
     }
 

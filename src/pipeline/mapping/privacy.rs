@@ -2,19 +2,14 @@
 //! hash cannot be reversed by hashing a dictionary of likely values without
 //! the key) and masking.
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
-const BLOCK: usize = 64;
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-
-/// A secret hashing key, prepared once: SHA-256 states that have already
-/// absorbed the HMAC inner and outer pads, so each hash costs only the
-/// message's blocks and one more.
+/// A secret hashing key, prepared once: the keyed HMAC state has already
+/// absorbed the inner and outer pads, so each hash clones it and costs only
+/// the message's blocks and one more.
 #[derive(Clone)]
-pub(super) struct HashKey {
-    inner: Sha256,
-    outer: Sha256,
-}
+pub(super) struct HashKey(Hmac<Sha256>);
 
 impl std::fmt::Debug for HashKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,29 +19,15 @@ impl std::fmt::Debug for HashKey {
 
 impl HashKey {
     pub(super) fn new(secret: &[u8]) -> Self {
-        // RFC 2104: keys longer than a block are hashed first.
-        let mut key = [0u8; BLOCK];
-        if secret.len() > BLOCK {
-            key[..32].copy_from_slice(&Sha256::digest(secret));
-        } else {
-            key[..secret.len()].copy_from_slice(secret);
-        }
-        Self {
-            inner: Sha256::new().chain_update(key.map(|b| b ^ 0x36)),
-            outer: Sha256::new().chain_update(key.map(|b| b ^ 0x5c)),
-        }
+        // HMAC takes keys of any length (RFC 2104 hashes long ones first).
+        Self(Hmac::new_from_slice(secret).expect("HMAC accepts keys of any length"))
     }
 
     /// HMAC-SHA256 of `message`, as 64 lower-case hex digits.
     pub(super) fn hash_hex(&self, message: &[u8]) -> String {
-        let inner = self.inner.clone().chain_update(message).finalize();
-        let outer = self.outer.clone().chain_update(inner).finalize();
-        let mut hex = String::with_capacity(64);
-        for byte in outer {
-            hex.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX_DIGITS[usize::from(byte & 0xf)]));
-        }
-        hex
+        let mut mac = self.0.clone();
+        mac.update(message);
+        hex::encode(mac.finalize().into_bytes())
     }
 }
 
