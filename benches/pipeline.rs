@@ -57,8 +57,9 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(n));
 
     let schemas = config
-        .schemas
-        .clone()
+        .ledger
+        .schemas()
+        .cloned()
         .expect("the embedded default has schemas");
     let ids: SchemaIds = Arc::new(
         schemas
@@ -136,8 +137,8 @@ fn bench_encoding(
     ids: &SchemaIds,
 ) {
     let schemas = config
-        .schemas
-        .as_ref()
+        .ledger
+        .schemas()
         .expect("the embedded default has schemas");
     let bodies: Vec<_> = objects
         .iter()

@@ -37,7 +37,7 @@ mod tools;
 mod worker;
 
 // Configuration.
-pub use config::{Config, ConfigError, EMBEDDED_DEFAULT, Origin};
+pub use config::{Config, ConfigError, EMBEDDED_DEFAULT, LedgerOutput, Origin};
 
 // The one record path, and the stages the benches drive one by one.
 pub use avro::split_frame;
@@ -47,7 +47,9 @@ pub use pipeline::envelope;
 pub use pipeline::mapping::{Mapped, Mapping, TransformFile};
 pub use pipeline::record::{LegacyRecord, Position};
 pub use pipeline::timestamp::format_millis;
-pub use pipeline::{Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection, SchemaIds, Stage};
+pub use pipeline::{
+    Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection, SchemaIds, Stage,
+};
 
 // The worker (`recast run`).
 pub use worker::kafka::client_config;

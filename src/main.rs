@@ -109,7 +109,7 @@ fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("recast: bad configuration: {e}");
+            bad_configuration(&e);
             return ExitCode::from(2);
         }
     };
@@ -120,12 +120,19 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if e.downcast_ref::<ConfigError>().is_some() {
-                eprintln!("recast: bad configuration: {e}");
+                bad_configuration(&e);
                 return ExitCode::from(2);
             }
             eprintln!("recast: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// One line per problem: validation reports every problem it found.
+fn bad_configuration(error: &dyn std::fmt::Display) {
+    for line in error.to_string().lines() {
+        eprintln!("recast: bad configuration: {line}");
     }
 }
 
@@ -225,6 +232,7 @@ fn golden_test(config: &Config, mut paths: Vec<PathBuf>) -> anyhow::Result<()> {
     }
     let report = golden::run(config, &files)?;
     print!("{}", report.text);
+    println!("outcomes: {}", report.counts);
     println!(
         "{} cases: {} passed, {} failed",
         report.passed + report.failed,

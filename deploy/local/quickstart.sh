@@ -24,7 +24,7 @@ trap 'kill $registry_pid; deploy/local/broker.sh stop "$port"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 step "the mapping against its golden cases (recast test)"
 if ! golden=$(RUST_LOG=warn $recast test); then echo "$golden"; exit 1; fi
-echo "$golden" | tail -n 1
+echo "$golden" | tail -n 2
 step "configuration, transforms, schemas and their registry subjects (recast check)"
 RUST_LOG=warn $recast check | grep -v '^  transform\|^  schema'
 step "the mapping over the sample, offline (recast replay)"

@@ -13,6 +13,7 @@ pub(crate) mod decode;
 pub(crate) mod dedupe;
 pub mod envelope;
 pub(crate) mod mapping;
+mod outcome;
 pub(crate) mod record;
 pub(crate) mod timestamp;
 
@@ -25,62 +26,7 @@ use crate::pipeline::dedupe::{DedupeKey, DedupeWindow, KeySource, Verdict};
 use crate::pipeline::envelope::{EnvelopeContext, Header, encode_avro, encode_json, header};
 use crate::pipeline::mapping::{EventBody, Mapped, Mapping};
 use crate::pipeline::record::LegacyRecord;
-
-/// The stage that rejected a record, written to the dead-letter headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Decode,
-    Mapping,
-    /// An event has no schema, or does not fit its schema.
-    Schema,
-    /// The encoded event could not be written (larger than the producer
-    /// may send).
-    Encode,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Decode => "decode",
-            Stage::Mapping => "mapping",
-            Stage::Schema => "schema",
-            Stage::Encode => "encode",
-        }
-    }
-}
-
-/// A record that goes to the dead-letter topic, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub stage: Stage,
-    pub reason: String,
-}
-
-/// One encoded event, ready for the ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerEvent {
-    pub key: String,
-    pub value: Vec<u8>,
-    pub event_type: String,
-    /// The command the event type was derived from, when no table named it.
-    pub derived_from: Option<String>,
-}
-
-/// What becomes of one legacy record: the one answer every caller of
-/// [`Pipeline::run`] gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordOutcome {
-    /// These events go to the ledger, in order: the record's events that
-    /// are not retries.
-    Events(Vec<LedgerEvent>),
-    /// Every event is a retry of one from this earlier offset (the last
-    /// remembered).
-    Duplicate { of_offset: i64 },
-    /// The mapping made no event of it (an ignored command, a filter).
-    Filtered,
-    /// The record goes to the dead-letter topic, whole.
-    Rejected(Rejection),
-}
+pub use outcome::{Counts, LedgerEvent, RecordOutcome, Rejection, Stage};
 
 /// The registry's id of each event type's schema, from registering them.
 pub type SchemaIds = Arc<HashMap<String, u32>>;
@@ -372,7 +318,7 @@ mod tests {
     #[test]
     fn avro_events_are_framed_with_their_schema_id_and_read_back_whole() {
         let config = Config::load(None, Vec::new()).unwrap();
-        let schemas = config.schemas.clone().unwrap();
+        let schemas = config.ledger.schemas().cloned().unwrap();
         let ids: SchemaIds = Arc::new(
             schemas
                 .event_types()

@@ -10,6 +10,8 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::pipeline::Counts;
+
 /// Every recast metric, labelled by legacy topic.
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
@@ -166,10 +168,10 @@ impl Metrics {
     }
 
     /// A transaction committed with these outcomes.
-    pub(crate) fn batch_committed(&self, batch: &BatchOutcomes, elapsed: Duration) {
+    pub(crate) fn batch_committed(&self, batch: &Counts, elapsed: Duration) {
         let t = self.topic.as_str();
-        self.consumed.with_label_values(&[t]).inc_by(batch.consumed);
-        for (event_type, count) in &batch.events_by_type {
+        self.consumed.with_label_values(&[t]).inc_by(batch.records);
+        for (event_type, count) in &batch.events {
             self.events
                 .with_label_values(&[t, event_type])
                 .inc_by(*count);
@@ -178,12 +180,14 @@ impl Metrics {
             ("event", batch.with_events),
             ("filtered", batch.filtered),
             ("duplicate", batch.duplicates),
-            ("rejected", batch.rejected()),
+            ("rejected", batch.rejected_total()),
         ] {
             self.outcomes.with_label_values(&[t, outcome]).inc_by(count);
         }
-        for (stage, count) in &batch.rejected_by_stage {
-            self.rejected.with_label_values(&[t, stage]).inc_by(*count);
+        for (stage, count) in &batch.rejected {
+            self.rejected
+                .with_label_values(&[t, stage.as_str()])
+                .inc_by(*count);
         }
         self.transactions.with_label_values(&[t, "committed"]).inc();
         self.commit_seconds
@@ -191,7 +195,7 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
         self.batch_records
             .with_label_values(&[t])
-            .observe(batch.consumed as f64);
+            .observe(batch.records as f64);
     }
 
     /// A transaction aborted; its records will be processed again.
@@ -233,60 +237,22 @@ impl Metrics {
     }
 }
 
-/// The outcomes of one transaction's records.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct BatchOutcomes {
-    pub consumed: u64,
-    /// Records that produced at least one event.
-    pub with_events: u64,
-    pub filtered: u64,
-    /// Records all of whose events were duplicates.
-    pub duplicates: u64,
-    pub events_by_type: Vec<(String, u64)>,
-    pub rejected_by_stage: Vec<(&'static str, u64)>,
-}
-
-impl BatchOutcomes {
-    pub(crate) fn rejected(&self) -> u64 {
-        self.rejected_by_stage.iter().map(|(_, n)| n).sum()
-    }
-
-    pub(crate) fn event(&mut self, event_type: &str) {
-        match self
-            .events_by_type
-            .iter_mut()
-            .find(|(t, _)| t == event_type)
-        {
-            Some((_, n)) => *n += 1,
-            None => self.events_by_type.push((event_type.to_owned(), 1)),
-        }
-    }
-
-    pub(crate) fn reject(&mut self, stage: &'static str) {
-        match self.rejected_by_stage.iter_mut().find(|(s, _)| *s == stage) {
-            Some((_, n)) => *n += 1,
-            None => self.rejected_by_stage.push((stage, 1)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Stage;
 
     #[test]
     fn a_committed_batch_is_counted_by_outcome() {
         let metrics = Metrics::new("legacy-cart");
-        let mut batch = BatchOutcomes {
-            consumed: 5,
+        let batch = Counts {
+            records: 5,
             with_events: 2,
-            filtered: 1,
+            events: [("AddedToCart".to_owned(), 2)].into(),
             duplicates: 1,
-            ..BatchOutcomes::default()
+            filtered: 1,
+            rejected: [(Stage::Decode, 1)].into(),
         };
-        batch.event("AddedToCart");
-        batch.event("AddedToCart");
-        batch.reject("decode");
         metrics.batch_committed(&batch, Duration::from_millis(12));
         let text = metrics.render();
         for line in [

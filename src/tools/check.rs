@@ -33,7 +33,7 @@ pub fn check(config: &Config, case_files: &[PathBuf], registry: Option<&Registry
         "  mapping version {}",
         config.mapping.version()
     );
-    if let Some(schemas) = &config.schemas {
+    if let Some(schemas) = config.ledger.schemas() {
         for schema in schemas.iter() {
             let _ = writeln!(
                 report.text,
@@ -63,7 +63,7 @@ pub fn check(config: &Config, case_files: &[PathBuf], registry: Option<&Registry
             Err(e) => report.problems.push(e.to_string()),
         }
     }
-    if let (Some(registry), Some(schemas)) = (registry, &config.schemas) {
+    if let (Some(registry), Some(schemas)) = (registry, config.ledger.schemas()) {
         let ledger = &config.raw.topics.ledger;
         for schema in schemas.iter() {
             let subject = schema.subject(ledger);

@@ -16,10 +16,9 @@ use serde_json::Value;
 
 use crate::avro::{LedgerSchemas, SchemaError};
 use crate::config::Config;
-use crate::config::read_schema_files;
-use crate::pipeline::RecordOutcome;
-use crate::pipeline::Stage;
+use crate::config::{LedgerOutput, read_schema_files};
 use crate::pipeline::mapping::{FileError, Mapping, TransformFile};
+use crate::pipeline::{Counts, RecordOutcome, Stage};
 use crate::tools::legacy_file::LegacyLine;
 use crate::tools::offline::Offline;
 
@@ -101,6 +100,8 @@ struct ExpectedRejection {
 pub struct Report {
     pub passed: usize,
     pub failed: usize,
+    /// What became of the cases' records, counted as the worker counts.
+    pub counts: Counts,
     /// The readable report: a line per case, the differences of failures,
     /// derived event types.
     pub text: String,
@@ -160,7 +161,12 @@ fn config_under_test(
             message: e.message,
         };
         let files = read_schema_files(dir, names).map_err(as_file_error)?;
-        config.schemas = Some(LedgerSchemas::load(&files).map_err(as_file_error)?);
+        // Golden cases run offline: the ledger is JSON, checked against
+        // the case file's schemas.
+        let schemas = LedgerSchemas::load(&files).map_err(as_file_error)?;
+        config.ledger = LedgerOutput::Json {
+            schemas: Some(schemas),
+        };
     }
     if let Some(names) = &cases.transforms {
         config.transforms = names
@@ -212,6 +218,7 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
             timestamp: case.timestamp,
         };
         let outcome = offline.run(&line, RECORDED_AT_MS);
+        report.counts.count(&outcome);
         if let (RecordOutcome::Rejected(r), Some(_)) = (&outcome, &case.expect.events)
             && r.stage == Stage::Schema
         {

@@ -14,7 +14,7 @@ use std::io::{BufRead, Write};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::pipeline::RecordOutcome;
+use crate::pipeline::{Counts, RecordOutcome, Stage};
 use crate::tools::legacy_file::{LineError, read};
 use crate::tools::offline::Offline;
 
@@ -24,13 +24,10 @@ const PROGRESS_EVERY: u64 = 4096;
 /// What a replay found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Summary {
-    pub records: u64,
-    /// Events written, per event type.
-    pub events: BTreeMap<String, u64>,
-    pub filtered: u64,
-    pub duplicates: u64,
-    /// Rejected records per (stage, reason).
-    pub rejected: BTreeMap<(String, String), u64>,
+    /// The records by outcome, counted as the worker counts them.
+    pub counts: Counts,
+    /// Rejected records per stage and reason.
+    pub reasons: BTreeMap<(Stage, String), u64>,
     /// Legacy field paths that reached none of their record's events, with
     /// the number of records they were stripped from.
     pub stripped: BTreeMap<String, u64>,
@@ -59,11 +56,12 @@ pub fn replay(
     let mut summary = Summary::default();
     for line in read(input) {
         let line = line?;
-        summary.records += 1;
-        if summary.records.is_multiple_of(PROGRESS_EVERY) {
-            progress(summary.records);
+        let outcome = offline.run(&line, recorded_at_ms);
+        summary.counts.count(&outcome);
+        if summary.counts.records.is_multiple_of(PROGRESS_EVERY) {
+            progress(summary.counts.records);
         }
-        match offline.run(&line, recorded_at_ms) {
+        match outcome {
             RecordOutcome::Events(events) => {
                 let mut payload_paths = BTreeSet::new();
                 for event in &events {
@@ -73,7 +71,6 @@ pub fn replay(
                     output.write_all(b",\"value\":")?;
                     output.write_all(&event.value)?;
                     output.write_all(b"}\n")?;
-                    *summary.events.entry(event.event_type.clone()).or_default() += 1;
                     if let Some(command) = &event.derived_from {
                         summary
                             .derived
@@ -97,13 +94,9 @@ pub fn replay(
                     *summary.stripped.entry(path.clone()).or_default() += 1;
                 }
             }
-            RecordOutcome::Duplicate { .. } => summary.duplicates += 1,
-            RecordOutcome::Filtered => summary.filtered += 1,
+            RecordOutcome::Duplicate { .. } | RecordOutcome::Filtered => {}
             RecordOutcome::Rejected(r) => {
-                *summary
-                    .rejected
-                    .entry((r.stage.as_str().to_owned(), r.reason))
-                    .or_default() += 1;
+                *summary.reasons.entry((r.stage, r.reason)).or_default() += 1;
             }
         }
     }
@@ -130,17 +123,10 @@ fn leaf_paths(prefix: &str, object: &Map<String, Value>, out: &mut BTreeSet<Stri
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let written: u64 = self.events.values().sum();
-        let rejected: u64 = self.rejected.values().sum();
-        let with_events = self.records - self.filtered - self.duplicates - rejected;
-        writeln!(
-            f,
-            "{} records: {with_events} became {written} events, {} filtered, {} duplicates, {rejected} rejected",
-            self.records, self.filtered, self.duplicates
-        )?;
-        if !self.events.is_empty() {
+        writeln!(f, "{}", self.counts)?;
+        if !self.counts.events.is_empty() {
             writeln!(f, "events by type:")?;
-            for (event_type, count) in &self.events {
+            for (event_type, count) in &self.counts.events {
                 writeln!(f, "  {count:>8}  {event_type}")?;
             }
         }
@@ -150,10 +136,10 @@ impl std::fmt::Display for Summary {
                 writeln!(f, "            {command} → {event_type}")?;
             }
         }
-        if !self.rejected.is_empty() {
+        if !self.reasons.is_empty() {
             writeln!(f, "rejected by reason:")?;
-            for ((stage, reason), count) in &self.rejected {
-                writeln!(f, "  {count:>8}  {stage}: {reason}")?;
+            for ((stage, reason), count) in &self.reasons {
+                writeln!(f, "  {count:>8}  {}: {reason}", stage.as_str())?;
             }
         }
         if !self.stripped.is_empty() {
@@ -183,12 +169,15 @@ mod tests {
         .join("\n");
         let mut out = Vec::new();
         let summary = replay(&config, input.as_bytes(), &mut out, 0, |_| {}).unwrap();
-        assert_eq!(summary.records, 4);
-        assert_eq!(summary.events, BTreeMap::from([("AddedToCart".into(), 1)]));
-        assert_eq!((summary.filtered, summary.duplicates), (1, 1));
+        assert_eq!(summary.counts.records, 4);
         assert_eq!(
-            summary.rejected,
-            BTreeMap::from([(("mapping".into(), "unknown command `SELL_CART`".into()), 1)])
+            summary.counts.events,
+            BTreeMap::from([("AddedToCart".into(), 1)])
+        );
+        assert_eq!((summary.counts.filtered, summary.counts.duplicates), (1, 1));
+        assert_eq!(
+            summary.reasons,
+            BTreeMap::from([((Stage::Mapping, "unknown command `SELL_CART`".into()), 1)])
         );
         assert_eq!(
             summary.stripped,
@@ -202,11 +191,9 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["key"], "c");
         assert_eq!(lines[0]["value"]["header"]["event_type"], "AddedToCart");
-        assert!(
-            summary.to_string().starts_with(
-                "4 records: 1 became 1 events, 1 filtered, 1 duplicates, 1 rejected\n"
-            )
-        );
+        assert!(summary.to_string().starts_with(
+            "4 records: 1 became 1 events, 1 filtered, 1 duplicates, 1 rejected (mapping 1)\n"
+        ));
     }
 
     #[test]

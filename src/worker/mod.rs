@@ -20,14 +20,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 
-use crate::config::{Config, LedgerFormat};
+use crate::config::{Config, LedgerOutput};
 use crate::pipeline::dead_letter;
 use crate::pipeline::dedupe::DedupeWindow;
 use crate::pipeline::record::LegacyRecord;
-use crate::pipeline::{Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection};
+use crate::pipeline::{Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection};
 use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
-use crate::telemetry::metrics::{BatchOutcomes, Metrics};
+use crate::telemetry::metrics::Metrics;
 use crate::worker::kafka::{StartupError, check_cluster};
 use crate::worker::restore::restore;
 use crate::worker::sink::{SendError, Sink, TxnError, owned_headers};
@@ -60,26 +60,12 @@ pub struct RunOptions {
 }
 
 /// What the worker did, summed over its lifetime.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
-    pub consumed: u64,
-    pub events: u64,
-    pub filtered: u64,
-    /// Events dropped as retries of an earlier one.
-    pub duplicates: u64,
-    pub rejected: u64,
+    /// The records of committed transactions, by outcome.
+    pub records: Counts,
     pub committed: u64,
     pub aborted: u64,
-}
-
-impl Totals {
-    fn add_batch(&mut self, batch: &BatchOutcomes) {
-        self.consumed += batch.consumed;
-        self.events += batch.events_by_type.iter().map(|(_, n)| n).sum::<u64>();
-        self.filtered += batch.filtered;
-        self.duplicates += batch.duplicates;
-        self.rejected += batch.rejected();
-    }
 }
 
 /// Runs the worker until `stop` is raised, the idle limit passes, or a fatal
@@ -101,7 +87,7 @@ pub fn run(
     }
     let partitions = check_cluster(config)?;
     let registry = config.registry();
-    let pipeline = pipeline(config, registry.as_ref())?;
+    let pipeline = pipeline(config)?;
     let sink = Sink::connect(config)?;
     health.producer_ready();
     let source = Source::connect(config)?;
@@ -125,11 +111,11 @@ pub fn run(
     };
     let totals = worker.run_loop(stop, options)?;
     tracing::info!(
-        consumed = totals.consumed,
-        events = totals.events,
-        filtered = totals.filtered,
-        duplicates = totals.duplicates,
-        rejected = totals.rejected,
+        consumed = totals.records.records,
+        events = totals.records.events_total(),
+        filtered = totals.records.filtered,
+        duplicates = totals.records.duplicates,
+        rejected = totals.records.rejected_total(),
         transactions = totals.committed,
         aborted = totals.aborted,
         "worker stopped"
@@ -139,16 +125,13 @@ pub fn run(
 
 /// The core as configured: registering the ledger's schemas first when it
 /// writes Avro.
-fn pipeline(config: &Config, registry: Option<&Registry>) -> Result<Pipeline, StartupError> {
-    let encoding = match (&config.raw.ledger.format, registry, &config.schemas) {
-        (LedgerFormat::Avro, Some(registry), Some(schemas)) => {
+fn pipeline(config: &Config) -> Result<Pipeline, StartupError> {
+    let encoding = match &config.ledger {
+        LedgerOutput::Avro { schemas, registry } => {
             let ids = registry.register_all(schemas, &config.raw.topics.ledger)?;
             Encoding::Avro(schemas.clone(), ids)
         }
-        (LedgerFormat::Json, ..) => Encoding::Json(config.schemas.clone()),
-        (LedgerFormat::Avro, ..) => {
-            unreachable!("validation gives an avro ledger a registry and schemas")
-        }
+        LedgerOutput::Json { schemas } => Encoding::Json(schemas.clone()),
     };
     Ok(config.pipeline(encoding))
 }
@@ -177,7 +160,7 @@ impl Worker<'_> {
         let mut transactions = 0u64;
         let mut consecutive_aborts = 0u32;
         let mut last_record = Instant::now();
-        let mut last_progress = (Instant::now(), totals);
+        let mut last_progress = (Instant::now(), totals.clone());
         let mut last_lag = Instant::now();
         let mut lag: Option<i64> = None;
         let mut last_commit: Option<Instant> = None;
@@ -191,7 +174,7 @@ impl Worker<'_> {
                 if totals != last_progress.1 {
                     log_progress(&last_progress, &totals, lag, last_commit);
                 }
-                last_progress = (Instant::now(), totals);
+                last_progress = (Instant::now(), totals.clone());
             }
             let batch = self
                 .source
@@ -241,7 +224,7 @@ impl Worker<'_> {
                         window.commit();
                         self.report_windows(window);
                     }
-                    totals.add_batch(&batch_totals);
+                    totals.records.add(&batch_totals);
                     totals.committed += 1;
                     last_commit = Some(Instant::now());
                 }
@@ -354,7 +337,7 @@ impl Worker<'_> {
         batch: &Batch<'_>,
         sequence: u64,
         mut window: Option<&mut DedupeWindow>,
-    ) -> Result<BatchOutcomes, TxnError> {
+    ) -> Result<Counts, TxnError> {
         let first = batch.first().map_or(0, Message::offset);
         let span = tracing::debug_span!("transaction", sequence, records = batch.len(), first);
         let _entered = span.enter();
@@ -366,25 +349,21 @@ impl Worker<'_> {
         }
         self.sink.begin()?;
         let recorded_at_ms = now_ms();
-        let mut outcomes = BatchOutcomes::default();
+        let mut counts = Counts::default();
         for message in batch {
-            outcomes.consumed += 1;
             let record = legacy_record(message);
-            match self
+            let outcome = self
                 .pipeline
-                .run(&record, window.as_deref_mut(), recorded_at_ms)
-            {
-                RecordOutcome::Events(events) => self.write_events(&events, &mut outcomes)?,
+                .run(&record, window.as_deref_mut(), recorded_at_ms);
+            match &outcome {
+                RecordOutcome::Events(events) => self.write_events(events)?,
                 RecordOutcome::Duplicate { of_offset } => {
                     tracing::debug!(position = %record.position, of_offset, "duplicate");
-                    outcomes.duplicates += 1;
                 }
-                RecordOutcome::Filtered => outcomes.filtered += 1,
-                RecordOutcome::Rejected(rejection) => {
-                    self.dead_letter(&record, &rejection)?;
-                    outcomes.reject(rejection.stage.as_str());
-                }
+                RecordOutcome::Filtered => {}
+                RecordOutcome::Rejected(rejection) => self.dead_letter(&record, rejection)?,
             }
+            counts.count(&outcome);
         }
         let group = self
             .source
@@ -399,22 +378,18 @@ impl Worker<'_> {
             )));
         }
         self.sink.commit()?;
-        self.metrics.batch_committed(&outcomes, started.elapsed());
+        self.metrics.batch_committed(&counts, started.elapsed());
         self.health.progressed();
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            ?outcomes,
+            %counts,
             "committed"
         );
-        Ok(outcomes)
+        Ok(counts)
     }
 
     /// Writes a record's events to the ledger.
-    fn write_events(
-        &self,
-        events: &[LedgerEvent],
-        outcomes: &mut BatchOutcomes,
-    ) -> Result<(), TxnError> {
+    fn write_events(&self, events: &[LedgerEvent]) -> Result<(), TxnError> {
         for event in events {
             self.sink
                 .send(
@@ -434,9 +409,7 @@ impl Worker<'_> {
                     )),
                     SendError::Txn(e) => e,
                 })?;
-            outcomes.event(&event.event_type);
         }
-        outcomes.with_events += 1;
         Ok(())
     }
 
@@ -508,8 +481,11 @@ fn log_progress(
     let seconds = since.0.elapsed().as_secs_f64().max(0.001);
     let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / seconds;
     tracing::info!(
-        in_per_s = format!("{:.0}", rate(now.consumed, since.1.consumed)),
-        out_per_s = format!("{:.0}", rate(now.events, since.1.events)),
+        in_per_s = format!("{:.0}", rate(now.records.records, since.1.records.records)),
+        out_per_s = format!(
+            "{:.0}",
+            rate(now.records.events_total(), since.1.records.events_total())
+        ),
         lag,
         last_commit_ms_ago = last_commit.map(|t| t.elapsed().as_millis() as u64),
         committed = now.committed,

@@ -63,8 +63,9 @@ fn replay_turns_the_sample_into_what_its_expectations_say() {
     let sample = common::sample();
     let summary = text(&output.stderr);
     assert!(
-        summary
-            .contains("300 records: 243 became 243 events, 13 filtered, 35 duplicates, 9 rejected"),
+        summary.contains(
+            "300 records: 243 became 243 events, 13 filtered, 35 duplicates, 9 rejected ("
+        ),
         "{summary}"
     );
     assert!(

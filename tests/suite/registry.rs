@@ -52,7 +52,7 @@ fn register_shipped(config: &Path) {
     config
         .registry()
         .unwrap()
-        .register_all(config.schemas.as_ref().unwrap(), &config.raw.topics.ledger)
+        .register_all(config.ledger.schemas().unwrap(), &config.raw.topics.ledger)
         .unwrap();
 }
 
