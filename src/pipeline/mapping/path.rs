@@ -26,6 +26,11 @@ impl FieldPath {
         Ok(Self { segments })
     }
 
+    /// The path's segments, in order.
+    pub(crate) fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
     /// The value at this path, when every segment is present.
     pub fn get<'v>(&self, object: &'v Map<String, Value>) -> Option<&'v Value> {
         let (last, parents) = self.segments.split_last()?;

@@ -8,6 +8,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
 use super::ScriptsConfig;
 use super::convert::to_json;
+use crate::pipeline::mapping::FieldPath;
 use crate::pipeline::mapping::command::{derive_event_type, normalise, words};
 use crate::pipeline::mapping::privacy::{HashKey, mask};
 
@@ -87,18 +88,30 @@ fn register_helpers(engine: &mut Engine, hash_key: Option<HashKey>) {
             Ok(key.hash_hex(text.as_bytes()))
         },
     );
-    engine.register_fn("get_path", |map: &mut Map, path: &str| -> Dynamic {
-        get_path(map, path).unwrap_or(Dynamic::UNIT)
-    });
+    // Paths are the transform files' dotted paths, parsed the same way
+    // (an empty segment or a wildcard is an error, not a silent miss).
+    engine.register_fn(
+        "get_path",
+        |map: &mut Map, path: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            let path = FieldPath::parse(path)?;
+            Ok(get_path(map, path.segments()).unwrap_or(Dynamic::UNIT))
+        },
+    );
     engine.register_fn(
         "set_path",
         |map: &mut Map, path: &str, value: Dynamic| -> Result<(), Box<EvalAltResult>> {
-            set_path(map, path, value).map_err(Into::into)
+            let parsed = FieldPath::parse(path)?;
+            set_path(map, parsed.segments(), value)
+                .map_err(|blocked| format!("cannot set `{path}`: `{blocked}` is not a map").into())
         },
     );
-    engine.register_fn("remove_path", |map: &mut Map, path: &str| -> Dynamic {
-        remove_path(map, path).unwrap_or(Dynamic::UNIT)
-    });
+    engine.register_fn(
+        "remove_path",
+        |map: &mut Map, path: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            let path = FieldPath::parse(path)?;
+            Ok(remove_path(map, path.segments()).unwrap_or(Dynamic::UNIT))
+        },
+    );
     engine.register_fn("log_info", |ctx: rhai::NativeCallContext, message: &str| {
         tracing::info!(target: "recast::script", script = ctx.call_source().unwrap_or_default(), "{message}");
     });
@@ -107,45 +120,38 @@ fn register_helpers(engine: &mut Engine, hash_key: Option<HashKey>) {
     });
 }
 
-fn get_path(map: &Map, path: &str) -> Option<Dynamic> {
-    let (parents, last) = match path.rsplit_once('.') {
-        Some((parents, last)) => (Some(parents), last),
-        None => (None, path),
+fn get_path(map: &Map, segments: &[String]) -> Option<Dynamic> {
+    let (first, rest) = segments.split_first()?;
+    let value = map.get(first.as_str())?;
+    if rest.is_empty() {
+        return Some(value.clone());
+    }
+    let child = value.read_lock::<Map>()?;
+    get_path(&child, rest)
+}
+
+/// Sets the value, creating maps on the way; the segment that holds
+/// something other than a map when one is in the way.
+fn set_path<'p>(map: &mut Map, segments: &'p [String], value: Dynamic) -> Result<(), &'p str> {
+    let Some((first, rest)) = segments.split_first() else {
+        return Ok(());
     };
-    match parents {
-        None => map.get(last).cloned(),
-        Some(parents) => {
-            let parent = get_path(map, parents)?;
-            let parent = parent.read_lock::<Map>()?;
-            parent.get(last).cloned()
-        }
+    if rest.is_empty() {
+        map.insert(first.into(), value);
+        return Ok(());
     }
+    let child = map
+        .entry(first.into())
+        .or_insert_with(|| Dynamic::from_map(Map::new()));
+    let mut child = child.write_lock::<Map>().ok_or(first.as_str())?;
+    set_path(&mut child, rest, value)
 }
 
-fn set_path(map: &mut Map, path: &str, value: Dynamic) -> Result<(), String> {
-    match path.split_once('.') {
-        None => {
-            map.insert(path.into(), value);
-            Ok(())
-        }
-        Some((first, rest)) => {
-            let child = map
-                .entry(first.into())
-                .or_insert_with(|| Dynamic::from_map(Map::new()));
-            let mut child = child
-                .write_lock::<Map>()
-                .ok_or_else(|| format!("cannot set `{path}`: `{first}` is not a map"))?;
-            set_path(&mut child, rest, value)
-        }
+fn remove_path(map: &mut Map, segments: &[String]) -> Option<Dynamic> {
+    let (first, rest) = segments.split_first()?;
+    if rest.is_empty() {
+        return map.remove(first.as_str());
     }
-}
-
-fn remove_path(map: &mut Map, path: &str) -> Option<Dynamic> {
-    match path.split_once('.') {
-        None => map.remove(path),
-        Some((first, rest)) => {
-            let mut child = map.get_mut(first)?.write_lock::<Map>()?;
-            remove_path(&mut child, rest)
-        }
-    }
+    let mut child = map.get_mut(first.as_str())?.write_lock::<Map>()?;
+    remove_path(&mut child, rest)
 }

@@ -440,6 +440,32 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_parsed_as_transform_files_parse_them() {
+        let m = compile(
+            r#"fn transform(r) {
+                let p = r.payload;
+                switch p.kind {
+                    "empty" => get_path(p, "x..y"),
+                    "wildcard" => remove_path(p, "x.*"),
+                    _ => set_path(p, "kind.deeper", 1),
+                }
+                #{ event_type: "Done", payload: p }
+            }"#,
+        );
+        for (case, reason) in [
+            ("empty", "`x..y` is not a dotted field path"),
+            (
+                "wildcard",
+                "`x.*`: wildcards are only allowed in `drop` patterns",
+            ),
+            ("blocked", "cannot set `kind.deeper`: `kind` is not a map"),
+        ] {
+            let got = run(&m, json!({"kind": case})).unwrap_err();
+            assert!(got.contains(reason), "{case}: {got}");
+        }
+    }
+
+    #[test]
     fn thrown_messages_and_bad_returns_are_rejection_reasons() {
         let m = compile(
             r#"fn transform(r) {
