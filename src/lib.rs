@@ -53,7 +53,9 @@ pub use pipeline::{
 
 // The worker (`recast run`).
 pub use worker::kafka::client_config;
-pub use worker::restore::restore;
+pub use worker::restore::{RestoreError, restore};
+pub use worker::sink::TxnError;
+pub use worker::source::ConsumerFatal;
 pub use worker::{RunOptions, WorkerError, run};
 
 // The schema registry.

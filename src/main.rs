@@ -331,7 +331,7 @@ async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow
     match result.context("worker thread panicked")? {
         Ok(_) => Ok(()),
         Err(WorkerError::Startup(e)) => bail!("cannot start: {e}"),
-        Err(WorkerError::Fatal(e)) => bail!("stopped on a fatal error: {e}"),
+        Err(e) => Err(anyhow::Error::new(e).context("stopped on a fatal error")),
     }
 }
 

@@ -59,10 +59,20 @@ struct Case {
     expect: Expect,
 }
 
-/// Exactly one of the fields.
+/// What must become of a case's record.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "ExpectSpec")]
+enum Expect {
+    Events(Vec<ExpectedEvent>),
+    Filtered,
+    Duplicate,
+    Rejected(ExpectedRejection),
+}
+
+/// `expect` as written: exactly one of the fields.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Expect {
+struct ExpectSpec {
     #[serde(default)]
     events: Option<Vec<ExpectedEvent>>,
     #[serde(default)]
@@ -88,10 +98,46 @@ struct ExpectedEvent {
     payload: Option<toml::Table>,
 }
 
+impl TryFrom<ExpectSpec> for Expect {
+    type Error = &'static str;
+
+    fn try_from(spec: ExpectSpec) -> Result<Self, Self::Error> {
+        match spec {
+            ExpectSpec {
+                events: Some(events),
+                filtered: false,
+                duplicate: false,
+                rejected: None,
+            } => Ok(Self::Events(events)),
+            ExpectSpec {
+                events: None,
+                filtered: true,
+                duplicate: false,
+                rejected: None,
+            } => Ok(Self::Filtered),
+            ExpectSpec {
+                events: None,
+                filtered: false,
+                duplicate: true,
+                rejected: None,
+            } => Ok(Self::Duplicate),
+            ExpectSpec {
+                events: None,
+                filtered: false,
+                duplicate: false,
+                rejected: Some(rejected),
+            } => Ok(Self::Rejected(rejected)),
+            _ => Err(
+                "`expect` needs exactly one of `events`, `filtered = true`, `duplicate = true`, `rejected`",
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectedRejection {
-    stage: String,
+    stage: Stage,
     reason: String,
 }
 
@@ -219,15 +265,14 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
         };
         let outcome = offline.run(&line, RECORDED_AT_MS);
         report.counts.count(&outcome);
-        if let (RecordOutcome::Rejected(r), Some(_)) = (&outcome, &case.expect.events)
+        if let (RecordOutcome::Rejected(r), Expect::Events(_)) = (&outcome, &case.expect)
             && r.stage == Stage::Schema
         {
             report
                 .misfits
                 .push(format!("{name}: case \"{}\": {}", case.name, r.reason));
         }
-        let problems = compare(&case.expect, &outcome)
-            .map_err(|m| error(None, format!("case `{}`: {m}", case.name)))?;
+        let problems = compare(&case.expect, &outcome);
         if problems.is_empty() {
             report.passed += 1;
             let _ = writeln!(report.text, "ok     {name}: {}", case.name);
@@ -253,47 +298,20 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
     Ok(())
 }
 
-/// The differences between what a case expects and what happened; an
-/// error when the expectation itself is malformed.
-fn compare(expect: &Expect, outcome: &RecordOutcome) -> Result<Vec<String>, String> {
-    let given = usize::from(expect.events.is_some())
-        + usize::from(expect.filtered)
-        + usize::from(expect.duplicate)
-        + usize::from(expect.rejected.is_some());
-    if given != 1 {
-        return Err(
-            "`expect` needs exactly one of `events`, `filtered = true`, `duplicate = true`, `rejected`"
-                .into(),
-        );
-    }
+/// The differences between what a case expects and what happened.
+fn compare(expect: &Expect, outcome: &RecordOutcome) -> Vec<String> {
     let mismatch = |wanted: &str| vec![format!("expected {wanted}, got {}", describe(outcome))];
-    Ok(match (expect, outcome) {
-        (Expect { filtered: true, .. }, RecordOutcome::Filtered)
-        | (
-            Expect {
-                duplicate: true, ..
-            },
-            RecordOutcome::Duplicate { .. },
-        ) => Vec::new(),
-        (Expect { filtered: true, .. }, _) => mismatch("filtered"),
-        (
-            Expect {
-                duplicate: true, ..
-            },
-            _,
-        ) => mismatch("a duplicate"),
-        (
-            Expect {
-                rejected: Some(wanted),
-                ..
-            },
-            RecordOutcome::Rejected(got),
-        ) => {
+    match (expect, outcome) {
+        (Expect::Filtered, RecordOutcome::Filtered)
+        | (Expect::Duplicate, RecordOutcome::Duplicate { .. }) => Vec::new(),
+        (Expect::Filtered, _) => mismatch("filtered"),
+        (Expect::Duplicate, _) => mismatch("a duplicate"),
+        (Expect::Rejected(wanted), RecordOutcome::Rejected(got)) => {
             let mut problems = Vec::new();
-            if wanted.stage != got.stage.as_str() {
+            if wanted.stage != got.stage {
                 problems.push(format!(
                     "rejection stage: expected `{}`, got `{}`",
-                    wanted.stage,
+                    wanted.stage.as_str(),
                     got.stage.as_str()
                 ));
             }
@@ -305,27 +323,10 @@ fn compare(expect: &Expect, outcome: &RecordOutcome) -> Result<Vec<String>, Stri
             }
             problems
         }
-        (
-            Expect {
-                rejected: Some(_), ..
-            },
-            _,
-        ) => mismatch("a rejection"),
-        (
-            Expect {
-                events: Some(wanted),
-                ..
-            },
-            RecordOutcome::Events(got),
-        ) => compare_events(wanted, got),
-        (
-            Expect {
-                events: Some(_), ..
-            },
-            _,
-        ) => mismatch("events"),
-        _ => unreachable!("exactly one expectation was checked above"),
-    })
+        (Expect::Rejected(_), _) => mismatch("a rejection"),
+        (Expect::Events(wanted), RecordOutcome::Events(got)) => compare_events(wanted, got),
+        (Expect::Events(_), _) => mismatch("events"),
+    }
 }
 
 fn compare_events(wanted: &[ExpectedEvent], got: &[crate::pipeline::LedgerEvent]) -> Vec<String> {
@@ -424,5 +425,44 @@ fn describe(outcome: &RecordOutcome) -> String {
         RecordOutcome::Rejected(r) => {
             format!("rejected at {}: {}", r.stage.as_str(), r.reason)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_cases(text: &str) -> Result<Report, FileError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cases.toml");
+        std::fs::write(&path, text).unwrap();
+        run(&Config::load(None, Vec::new()).unwrap(), &[path])
+    }
+
+    #[test]
+    fn an_expectation_is_exactly_one_outcome() {
+        let err = run_cases(
+            "[[case]]\nname = \"two\"\nvalue = \"{}\"\n[case.expect]\nfiltered = true\nduplicate = true\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("needs exactly one of"), "{err}");
+        assert_eq!(err.line, Some(4), "{err}");
+    }
+
+    #[test]
+    fn a_rejection_names_a_known_stage() {
+        let err = run_cases(
+            "[[case]]\nname = \"s\"\nvalue = \"{}\"\nexpect.rejected = { stage = \"parsing\", reason = \"r\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `parsing`"),
+            "{err}"
+        );
+        let report = run_cases(
+            "[[case]]\nname = \"s\"\nvalue = \"{}\"\nexpect.rejected = { stage = \"mapping\", reason = \"no command at `command`\" }\n",
+        )
+        .unwrap();
+        assert_eq!((report.passed, report.failed), (1, 0), "{}", report.text);
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 
 use crate::config::{Config, LedgerOutput};
 use crate::pipeline::dead_letter;
@@ -29,9 +30,9 @@ use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::Metrics;
 use crate::worker::kafka::{StartupError, check_cluster};
-use crate::worker::restore::restore;
+use crate::worker::restore::{RestoreError, restore};
 use crate::worker::sink::{SendError, Sink, TxnError, owned_headers};
-use crate::worker::source::{Batch, Change, Source, first_offsets, legacy_record};
+use crate::worker::source::{Batch, Change, ConsumerFatal, Source, first_offsets, legacy_record};
 
 /// First wait after a repeated abort; doubles per consecutive abort.
 const ABORT_BACKOFF: Duration = Duration::from_millis(50);
@@ -42,13 +43,34 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the loop logs a one-line progress summary.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Why the worker stopped with an error.
+/// Why the worker stopped with an error. Every variant but `Startup`
+/// happened while running, after the group was joined.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
     Startup(#[from] StartupError),
-    #[error("{0}")]
-    Fatal(String),
+    #[error("http.listen {address}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("consuming the legacy topic")]
+    Consumer(#[from] ConsumerFatal),
+    #[error(transparent)]
+    Transaction(TxnError),
+    #[error("aborting after `{reason}`")]
+    Abort {
+        reason: String,
+        #[source]
+        source: TxnError,
+    },
+    #[error(
+        "cannot rewind after an aborted transaction; restart to resume from the committed offsets"
+    )]
+    Rewind(#[source] KafkaError),
+    #[error("rebuilding the dedupe window")]
+    Restore(#[from] RestoreError),
 }
 
 /// Options of `recast run` that are not configuration.
@@ -80,8 +102,9 @@ pub fn run(
     let health = Arc::new(Health::new(config.raw.batch.transaction_timeout));
     if config.raw.http.enabled {
         let address = http::serve(&config.raw.http.listen, metrics.clone(), health.clone())
-            .map_err(|e| {
-                WorkerError::Fatal(format!("http.listen {}: {e}", config.raw.http.listen))
+            .map_err(|source| WorkerError::Listen {
+                address: config.raw.http.listen.clone(),
+                source,
             })?;
         tracing::info!(%address, "http listening");
     }
@@ -176,10 +199,11 @@ impl Worker<'_> {
                 }
                 last_progress = (Instant::now(), totals.clone());
             }
-            let batch = self
-                .source
-                .poll_batch(batch_config.max_records.get(), batch_config.linger, stop)
-                .map_err(|e| WorkerError::Fatal(e.to_string()))?;
+            let batch = self.source.poll_batch(
+                batch_config.max_records.get(),
+                batch_config.linger,
+                stop,
+            )?;
             let changes = self.source.take_changes();
             if !changes.is_empty() {
                 // An assignment restarts the idle clock: new partitions may
@@ -228,8 +252,8 @@ impl Worker<'_> {
                     totals.committed += 1;
                     last_commit = Some(Instant::now());
                 }
-                Err(TxnError::Fatal(message)) => return Err(WorkerError::Fatal(message)),
-                Err(TxnError::Abortable(reason)) => {
+                Err(e) if !e.is_abortable() => return Err(WorkerError::Transaction(e)),
+                Err(e) => {
                     // The aborted batch's keys never happened; the window
                     // holds exactly the committed ones, so nothing to rebuild.
                     if let Some(window) = window.as_mut() {
@@ -238,7 +262,7 @@ impl Worker<'_> {
                     consecutive_aborts += 1;
                     totals.aborted += 1;
                     self.metrics.batch_aborted();
-                    self.recover(&batch, &reason, consecutive_aborts, stop)?;
+                    self.recover(&batch, &chain(&e), consecutive_aborts, stop)?;
                     continue;
                 }
             }
@@ -259,15 +283,13 @@ impl Worker<'_> {
         stop: &AtomicBool,
     ) -> Result<(), WorkerError> {
         tracing::warn!(%reason, records = batch.len(), "aborting transaction");
-        self.sink
-            .abort()
-            .map_err(|e| WorkerError::Fatal(format!("after `{reason}`: {e}")))?;
-        self.source.rewind(&first_offsets(batch)).map_err(|e| {
-            WorkerError::Fatal(format!(
-                "cannot rewind after an aborted transaction: {e}; \
-                 restart to resume from the committed offsets"
-            ))
+        self.sink.abort().map_err(|source| WorkerError::Abort {
+            reason: reason.to_owned(),
+            source,
         })?;
+        self.source
+            .rewind(&first_offsets(batch))
+            .map_err(WorkerError::Rewind)?;
         if consecutive_aborts > 1 {
             let backoff = ABORT_BACKOFF
                 .saturating_mul(1 << consecutive_aborts.min(10))
@@ -305,8 +327,7 @@ impl Worker<'_> {
                         &self.pipeline,
                         window,
                         &partitions,
-                    )
-                    .map_err(|e| WorkerError::Fatal(format!("dedupe window: {e}")))?;
+                    )?;
                     self.metrics.window_restored(started.elapsed());
                     self.report_windows(window);
                 }
@@ -345,7 +366,7 @@ impl Worker<'_> {
         if let (Some(registry), Some(schemas)) = (&self.registry, self.pipeline.writer_schemas()) {
             registry
                 .fetch_writer_schemas(schemas, batch.iter().map(Message::payload))
-                .map_err(|e| TxnError::Fatal(e.to_string()))?;
+                .map_err(TxnError::Registry)?;
         }
         self.sink.begin()?;
         let recorded_at_ms = now_ms();
@@ -369,11 +390,11 @@ impl Worker<'_> {
             .source
             .consumer()
             .group_metadata()
-            .ok_or_else(|| TxnError::Abortable("no consumer group metadata yet".into()))?;
+            .ok_or_else(|| TxnError::Abort("no consumer group metadata yet".into()))?;
         self.sink
             .send_offsets(&self.source.next_offsets(batch), &group)?;
         if self.config.raw.chaos.abort_transactions.contains(&sequence) {
-            return Err(TxnError::Abortable(format!(
+            return Err(TxnError::Abort(format!(
                 "chaos.abort_transactions names transaction {sequence}"
             )));
         }
@@ -402,7 +423,7 @@ impl Worker<'_> {
                     // Sizes were checked against limits.max_output_bytes,
                     // and the producer is configured above it: only a
                     // lower message.max.bytes override gets here.
-                    SendError::TooLarge => TxnError::Fatal(format!(
+                    SendError::TooLarge => TxnError::Refused(format!(
                         "the producer refused an event of {} bytes, within limits.max_output_bytes; \
                          keep kafka.properties \"message.max.bytes\" above that limit",
                         event.key.len() + event.value.len()
@@ -461,7 +482,7 @@ impl Worker<'_> {
         match self.sink.send(topic, None, None, headers(Some(&omitted))) {
             Ok(()) => Ok(()),
             Err(SendError::Txn(e)) => Err(e),
-            Err(SendError::TooLarge) => Err(TxnError::Fatal(format!(
+            Err(SendError::TooLarge) => Err(TxnError::Refused(format!(
                 "{}: even without key and value, the dead letter's headers exceed \
                  limits.max_output_bytes ({}); raise it",
                 record.position,
@@ -469,6 +490,18 @@ impl Worker<'_> {
             ))),
         }
     }
+}
+
+/// An error and its sources, `: `-separated, for a log line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The one-line summary per interval of activity, for people reading logs.

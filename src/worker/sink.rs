@@ -12,19 +12,71 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::config::Config;
+use crate::registry::RegistryError;
 use crate::worker::kafka::{StartupError, client_config};
 
-/// How a transactional failure must be handled.
+/// Why a transaction failed, by how it must be handled: the abortable
+/// variants abort it and retry the batch, the others stop the worker (the
+/// orchestrator restarts the process).
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum TxnError {
-    /// The transaction can be aborted and the batch retried.
+pub enum TxnError {
+    /// The client library says the transaction can be aborted and retried.
+    #[error("{what}")]
+    Abortable {
+        what: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    /// recast aborts the transaction itself, for the reason given.
     #[error("{0}")]
-    Abortable(String),
+    Abort(String),
     /// The producer is unusable (fenced by a newer instance with the same
-    /// `transactional.id`, invalid epoch, …): stop, let the orchestrator
-    /// restart the process.
+    /// `transactional.id`, invalid epoch, …).
+    #[error("{what} failed for transactional.id `{transactional_id}`: {reason}{}", fencing_hint(*.code))]
+    Fatal {
+        what: &'static str,
+        transactional_id: String,
+        code: RDKafkaErrorCode,
+        reason: String,
+    },
+    /// Writer schemas of the batch could not be fetched: not the records'
+    /// fault, and retrying would spin.
+    #[error("fetching the batch's writer schemas")]
+    Registry(#[from] RegistryError),
+    /// The producer refused a record recast sized within its limits: a
+    /// configuration that contradicts itself.
     #[error("{0}")]
-    Fatal(String),
+    Refused(String),
+}
+
+impl TxnError {
+    /// Whether aborting and retrying the batch can help.
+    pub fn is_abortable(&self) -> bool {
+        matches!(self, Self::Abortable { .. } | Self::Abort(_))
+    }
+}
+
+/// What a Kafka error calls for, decided once with the client library's
+/// own classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// The producer is unusable.
+    Fatal,
+    /// Retry the same call (a commit that timed out, for instance).
+    Retry,
+    /// Abort the transaction and retry the batch.
+    Abort,
+}
+
+fn class(error: &KafkaError) -> Class {
+    match error {
+        KafkaError::Transaction(e) if e.is_fatal() => Class::Fatal,
+        KafkaError::Transaction(e) if e.txn_requires_abort() => Class::Abort,
+        KafkaError::Transaction(e) if e.is_retriable() => Class::Retry,
+        // Anything else (a produce error, a timeout outside a transactional
+        // call) leaves the transaction in doubt: abort it.
+        _ => Class::Abort,
+    }
 }
 
 /// A produce that failed before reaching the broker.
@@ -110,7 +162,7 @@ impl Sink {
     pub(crate) fn begin(&self) -> Result<(), TxnError> {
         self.producer
             .begin_transaction()
-            .map_err(|e| self.classify("begin transaction", &e))
+            .map_err(|e| self.classify("begin transaction", e))
     }
 
     /// The most bytes (key, value and headers) one record may have.
@@ -153,7 +205,7 @@ impl Sink {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
                     return Err(SendError::TooLarge);
                 }
-                Err((e, _)) => return Err(SendError::Txn(self.classify("produce", &e))),
+                Err((e, _)) => return Err(SendError::Txn(self.classify("produce", e))),
             }
         }
     }
@@ -167,7 +219,7 @@ impl Sink {
     ) -> Result<(), TxnError> {
         self.producer
             .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
-            .map_err(|e| self.classify("send offsets to transaction", &e))
+            .map_err(|e| self.classify("send offsets to transaction", e))
     }
 
     /// Commits the open transaction.
@@ -182,11 +234,11 @@ impl Sink {
         loop {
             match self.producer.commit_transaction(TXN_CALL_TIMEOUT) {
                 Ok(()) => return Ok(()),
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < COMMIT_RETRIES => {
+                Err(e) if class(&e) == Class::Retry && attempt < COMMIT_RETRIES => {
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "commit failed, retrying");
                 }
-                Err(e) => return Err(self.classify("commit transaction", &e)),
+                Err(e) => return Err(self.classify("commit transaction", e)),
             }
         }
     }
@@ -198,7 +250,7 @@ impl Sink {
         self.await_in_flight();
         self.producer
             .abort_transaction(TXN_CALL_TIMEOUT)
-            .map_err(|e| self.classify("abort transaction", &e))
+            .map_err(|e| self.classify("abort transaction", e))
     }
 
     /// Serves delivery reports until no record is in flight (or the call
@@ -210,24 +262,31 @@ impl Sink {
         }
     }
 
-    fn classify(&self, what: &str, error: &KafkaError) -> TxnError {
+    /// The one place a Kafka error of the producer becomes a [`TxnError`].
+    fn classify(&self, what: &'static str, error: KafkaError) -> TxnError {
+        let fatal = |code, reason| TxnError::Fatal {
+            what,
+            transactional_id: self.transactional_id.clone(),
+            code,
+            reason,
+        };
+        // A fatal producer error outranks whatever the call reported.
         if let Some((code, reason)) = self.producer.client().fatal_error() {
-            return TxnError::Fatal(fatal_message(&self.transactional_id, what, code, &reason));
+            return fatal(code, reason);
         }
-        match error {
-            KafkaError::Transaction(e) if e.is_fatal() => TxnError::Fatal(fatal_message(
-                &self.transactional_id,
+        match (&error, class(&error)) {
+            (KafkaError::Transaction(e), Class::Fatal) => fatal(e.code(), e.to_string()),
+            _ => TxnError::Abortable {
                 what,
-                e.code(),
-                &e.to_string(),
-            )),
-            _ => TxnError::Abortable(format!("{what}: {error}")),
+                source: error,
+            },
         }
     }
 }
 
-fn fatal_message(id: &str, what: &str, code: RDKafkaErrorCode, reason: &str) -> String {
-    let hint = match code {
+/// What a fatal error code means for the operator.
+fn fencing_hint(code: RDKafkaErrorCode) -> &'static str {
+    match code {
         RDKafkaErrorCode::Fenced
         | RDKafkaErrorCode::ProducerFenced
         | RDKafkaErrorCode::InvalidProducerEpoch => {
@@ -235,8 +294,7 @@ fn fatal_message(id: &str, what: &str, code: RDKafkaErrorCode, reason: &str) -> 
              duplicated instance with this kafka.instance_id): this one must stop"
         }
         _ => "",
-    };
-    format!("{what} failed for transactional.id `{id}`: {reason}{hint}")
+    }
 }
 
 /// Builds Kafka headers from name/value pairs (a value may be null).

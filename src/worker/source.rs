@@ -98,7 +98,7 @@ impl ConsumerContext for SourceContext {
 /// another instance with the same id).
 #[derive(Debug, thiserror::Error)]
 #[error("consumer fatal error ({code}): {reason}")]
-pub(crate) struct ConsumerFatal {
+pub struct ConsumerFatal {
     pub code: RDKafkaErrorCode,
     pub reason: String,
 }
