@@ -70,10 +70,7 @@ fn bench(c: &mut Criterion) {
     );
     let avro = config.pipeline(Encoding::Avro(schemas, ids.clone()));
     let json = config.pipeline(Encoding::Json(None));
-    for (name, pipeline) in [
-        ("process_sample_avro", &avro),
-        ("process_sample_json", &json),
-    ] {
+    for (name, pipeline) in [("run_sample_avro", &avro), ("run_sample_json", &json)] {
         group.bench_function(name, |b| {
             b.iter(|| {
                 for record in &records {

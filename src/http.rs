@@ -11,7 +11,9 @@ pub(crate) struct Request<'a> {
     pub(crate) method: &'a str,
     /// Path and query, as sent.
     pub(crate) url: &'a str,
-    pub(crate) body: String,
+    /// The body, or why it could not be read (over the limit, not UTF-8):
+    /// each listener answers that in its own format.
+    pub(crate) body: Result<String, String>,
 }
 
 /// A handler's answer.
@@ -23,8 +25,8 @@ pub(crate) struct Response {
 }
 
 /// Serves on `address` (port 0 picks a free one) from a thread named
-/// `thread`; returns the bound address. A request body longer than
-/// `max_body_bytes`, or not UTF-8, is answered 400 without the handler.
+/// `thread`; returns the bound address. Bodies are read up to
+/// `max_body_bytes`.
 pub(crate) fn serve(
     address: &str,
     thread: &str,
@@ -40,18 +42,12 @@ pub(crate) fn serve(
         .name(thread.to_owned())
         .spawn(move || {
             for mut request in server.incoming_requests() {
-                let response = match read_body(&mut request, max_body_bytes) {
-                    Ok(body) => handler(&Request {
-                        method: request.method().as_str(),
-                        url: request.url(),
-                        body,
-                    }),
-                    Err(why) => Response {
-                        status: 400,
-                        content_type: "text/plain",
-                        body: format!("{why}\n"),
-                    },
-                };
+                let body = read_body(&mut request, max_body_bytes);
+                let response = handler(&Request {
+                    method: request.method().as_str(),
+                    url: request.url(),
+                    body,
+                });
                 let header = tiny_http::Header::from_bytes("Content-Type", response.content_type)
                     .expect("content types are ASCII constants");
                 let reply = tiny_http::Response::from_string(response.body)

@@ -1,7 +1,7 @@
 //! recast: a consume-transform-produce worker that turns a legacy Kafka
 //! command topic into a clean event ledger, exactly once.
 //!
-//! The crate map, in data-flow order (DESIGN.md, "Data flow"). The pure
+//! The crate map, in data-flow order (README, "How it works"). The pure
 //! core — values in, values out, no I/O, no clock — is `pipeline/`,
 //! `avro/` and `json.rs`; `.ci/check-imports` keeps it so.
 //!

@@ -179,10 +179,12 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         }
         Command::Test { paths } => golden_test(config, paths),
         Command::Replay { input, output } => replay(config, &input, output.as_deref()),
-        Command::Inspect { topic, limit } => {
-            inspect::inspect(config, &topic, limit, &mut std::io::stdout().lock())
-                .with_context(|| format!("inspecting {topic}"))
-        }
+        Command::Inspect { topic, limit } => Ok(inspect::inspect(
+            config,
+            &topic,
+            limit,
+            &mut std::io::stdout().lock(),
+        )?),
         Command::Load { input } => load(config, &input),
         Command::CreateTopics { partitions } => {
             let t = &config.raw.topics;
@@ -330,7 +332,9 @@ async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow
     };
     match result.context("worker thread panicked")? {
         Ok(_) => Ok(()),
-        Err(WorkerError::Startup(e)) => bail!("cannot start: {e}"),
+        Err(e @ (WorkerError::Startup(_) | WorkerError::Listen { .. })) => {
+            bail!("cannot start: {e}")
+        }
         Err(e) => Err(anyhow::Error::new(e).context("stopped on a fatal error")),
     }
 }

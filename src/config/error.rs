@@ -66,9 +66,9 @@ pub enum ConfigError {
     /// Several problems, one per line: validation reports them all at once.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Several(Vec<ConfigError>),
-    #[error("{0}")]
+    #[error(transparent)]
     Transform(#[from] FileError),
-    #[error("{0}")]
+    #[error(transparent)]
     Schema(#[from] SchemaError),
 }
 

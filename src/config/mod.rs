@@ -18,7 +18,7 @@ use std::path::Path;
 
 use crate::avro::{LedgerSchemas, WriterSchemas};
 use crate::pipeline::decode::Decoder;
-use crate::pipeline::dedupe::KeySource;
+use crate::pipeline::dedupe::{DedupeConfig, KeySource};
 use crate::pipeline::mapping::{Mapping, TransformFile};
 use crate::pipeline::{Encoding, Pipeline, Stages};
 use crate::registry::Registry;
@@ -119,7 +119,21 @@ impl Config {
             let line_text = if merged.is_some() { "" } else { text };
             parse_error(&origin, line_text, inner.span(), key, inner.message())
         })?;
-        raw.validate(&origin)?;
+        // The dedupe key is compiled with the checks, so its problems are
+        // reported with all the others.
+        let mut problems = raw.problems(&origin);
+        let dedupe_key = match raw.dedupe.as_ref().map(DedupeConfig::compile).transpose() {
+            Ok(key) => key,
+            Err((key, message)) => {
+                problems.push(ConfigError::Invalid {
+                    origin: origin.clone(),
+                    key: format!("dedupe.{key}"),
+                    message,
+                });
+                None
+            }
+        };
+        ConfigError::all(problems)?;
         let instance_id = match &raw.kafka.instance_id {
             Some(id) => id.clone(),
             None => hostname::get()
@@ -131,20 +145,6 @@ impl Config {
                     key: "kafka.instance_id".into(),
                     message: "not set and the host name cannot be read; set it".into(),
                 })?,
-        };
-        let dedupe_key = match &raw.dedupe {
-            Some(dedupe) => {
-                Some(
-                    dedupe
-                        .compile()
-                        .map_err(|(key, message)| ConfigError::Invalid {
-                            origin: origin.clone(),
-                            key: format!("dedupe.{key}"),
-                            message,
-                        })?,
-                )
-            }
-            None => None,
         };
         let transforms = read_transforms(&raw.mapping, &origin)?;
         let mapping = Mapping::compile(&transforms, raw.mapping.hash_key.as_deref(), &raw.scripts)?;
@@ -372,11 +372,12 @@ mod tests {
         let text = EMBEDDED_DEFAULT
             .replace("ledger = \"ledger-cart\"", "ledger = \"legacy-cart\"")
             .replace("linger = \"100ms\"", "linger = \"50s\"")
-            .replace("system = \"cart-service\"", "system = \" \"");
+            .replace("system = \"cart-service\"", "system = \" \"")
+            .replace("fields = [\"requestId\"]", "fields = []");
         let err = parse(&text).unwrap_err().to_string();
         let lines: Vec<&str> = err.lines().collect();
-        assert_eq!(lines.len(), 3, "{err}");
-        for key in ["source.system", "topics", "batch.linger"] {
+        assert_eq!(lines.len(), 4, "{err}");
+        for key in ["source.system", "topics", "batch.linger", "dedupe.fields"] {
             assert!(
                 lines.iter().any(|l| l.contains(&format!(": {key}: "))),
                 "{key} in {err}"

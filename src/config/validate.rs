@@ -27,7 +27,8 @@ const OWNED_PROPERTIES: &[&str] = &[
 
 impl RawConfig {
     /// Checks fields against each other; serde has already checked each alone.
-    pub fn validate(&self, origin: &Origin) -> Result<(), ConfigError> {
+    /// Every problem found, none when valid.
+    pub(crate) fn problems(&self, origin: &Origin) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             origin: origin.clone(),
@@ -110,7 +111,7 @@ impl RawConfig {
                 format!("too short to be secret: use at least {MIN_HASH_KEY_BYTES} bytes"),
             ));
         }
-        ConfigError::all(problems)
+        problems
     }
 }
 

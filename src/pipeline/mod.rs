@@ -1,8 +1,10 @@
 //! The one record path: `Pipeline::run` decides what becomes of a legacy
-//! record, in DESIGN.md's order — decode → mapping → dedupe → envelope +
-//! encode (the schema check) → output size limit. The worker, `recast
+//! record through every stage — decode → mapping → dedupe → envelope +
+//! encode (the schema check) → output size limit — and what the dedupe
+//! window remembers of it (the rule is on `run`). The worker, `recast
 //! test`, `recast replay` and the dedupe-window restore all call it and
-//! nothing else, so they cannot disagree.
+//! nothing else, so they decide alike; the offline tools differ only in
+//! writing JSON events, whose size the limit is then checked on.
 //!
 //! No I/O and no clock: the caller passes `recorded_at`, so the same record
 //! always gives the same outcome. The worker runs it inside a transaction;
@@ -571,8 +573,7 @@ mod restore_agrees {
             .prop_map(|(value, gap_s)| Generated { value, gap_s })
     }
 
-    /// `recorded_at` of the outcomes compared; the restore passes 0, as the
-    /// worker's does.
+    /// `recorded_at` of every run, the restore's included, as in the worker.
     const NOW: i64 = 1_800_000_000_000;
 
     fn record(value: &[u8], offset: i64, timestamp_ms: i64) -> LegacyRecord<'_> {
@@ -623,7 +624,7 @@ mod restore_agrees {
             let (_, mut restored) = pipeline_and_window(dir.path(), capacity);
             let from = cut.saturating_sub(capacity as usize);
             for (offset, ts, value) in &records[from..cut] {
-                let _ = pipeline.run(&record(value, *offset, *ts), Some(&mut restored), 0);
+                let _ = pipeline.run(&record(value, *offset, *ts), Some(&mut restored), NOW);
             }
             restored.commit();
             for (i, (offset, ts, value)) in records.iter().enumerate().skip(cut) {

@@ -55,7 +55,10 @@ impl DevRegistry {
                 let mut state = state
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let (status, value) = route(&mut state, request.method, request.url, &request.body);
+                let (status, value) = match &request.body {
+                    Ok(body) => route(&mut state, request.method, request.url, body),
+                    Err(why) => error(400, 400, why.as_str()),
+                };
                 Response {
                     status,
                     content_type: CONTENT_TYPE,

@@ -1,6 +1,5 @@
 //! Metrics: one registry, and small typed events the worker emits at the
-//! points where outcomes are decided (STYLE.md rule 4), so no stage code
-//! names a metric. Every legacy record is counted once as consumed and once
+//! points where outcomes are decided, so no stage code names a metric. Every legacy record is counted once as consumed and once
 //! by outcome; the outcomes add up:
 //! consumed = records with events + filtered + duplicate + rejected.
 

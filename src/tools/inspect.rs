@@ -16,11 +16,15 @@ use crate::tools::log_reader::{CommittedRecord, LogReadError, read_committed};
 /// Why a topic could not be shown.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("reading the topic: {0}")]
-    Read(#[from] LogReadError),
-    #[error("fetching the schemas of Avro values: {0}")]
+    #[error("reading {topic}")]
+    Read {
+        topic: String,
+        #[source]
+        source: LogReadError,
+    },
+    #[error("fetching the schemas of Avro values")]
     Registry(#[from] RegistryError),
-    #[error("writing: {0}")]
+    #[error("writing")]
     Output(#[from] std::io::Error),
 }
 
@@ -43,7 +47,11 @@ pub fn inspect(
         &config.raw.kafka.brokers,
         name,
         config.raw.kafka.connect_timeout,
-    )?;
+    )
+    .map_err(|source| InspectError::Read {
+        topic: name.to_owned(),
+        source,
+    })?;
     // Avro values are shown decoded, with their schemas from the registry:
     // the ledger's, and legacy values (dead letters too) where they are Avro.
     let may_be_avro =

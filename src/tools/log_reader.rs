@@ -75,7 +75,7 @@ pub struct TopicLog {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogReadError {
-    #[error("{broker}: {source}")]
+    #[error("{broker}")]
     Io {
         broker: String,
         source: std::io::Error,

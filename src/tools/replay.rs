@@ -37,10 +37,17 @@ pub struct Summary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// The line error is shown, not chained: it names the line itself.
     #[error("input {0}")]
-    Input(#[from] LineError),
-    #[error("writing events: {0}")]
+    Input(LineError),
+    #[error("writing events")]
     Output(#[from] std::io::Error),
+}
+
+impl From<LineError> for ReplayError {
+    fn from(error: LineError) -> Self {
+        Self::Input(error)
+    }
 }
 
 /// Replays every record of `input`, writing events to `output`;

@@ -1,4 +1,4 @@
-//! The transaction loop (DESIGN.md, "The transaction loop"): poll a batch,
+//! The transaction loop (README, "How it works"): poll a batch,
 //! run every record through the pipeline inside one transaction, commit the
 //! events, the dead letters and the source offsets together.
 //!
@@ -43,17 +43,16 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the loop logs a one-line progress summary.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Why the worker stopped with an error. Every variant but `Startup`
-/// happened while running, after the group was joined.
+/// Why the worker stopped with an error: at start-up, or while running.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
     Startup(#[from] StartupError),
-    #[error("http.listen {address}")]
+    /// The operations listener could not start (before the group join).
+    #[error("http.listen {address}: {error}")]
     Listen {
         address: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("consuming the legacy topic")]
     Consumer(#[from] ConsumerFatal),
@@ -102,9 +101,9 @@ pub fn run(
     let health = Arc::new(Health::new(config.raw.batch.transaction_timeout));
     if config.raw.http.enabled {
         let address = http::serve(&config.raw.http.listen, metrics.clone(), health.clone())
-            .map_err(|source| WorkerError::Listen {
+            .map_err(|error| WorkerError::Listen {
                 address: config.raw.http.listen.clone(),
-                source,
+                error,
             })?;
         tracing::info!(%address, "http listening");
     }
@@ -527,7 +526,8 @@ fn log_progress(
     );
 }
 
-fn now_ms() -> i64 {
+/// The wall clock, as `recorded_at` of the events written now.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

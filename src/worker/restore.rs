@@ -1,5 +1,5 @@
 //! Rebuilding dedupe windows from the legacy log (the I/O shell of
-//! `dedupe.rs`): when partitions are assigned, re-read each one's last
+//! `pipeline/dedupe/`): when partitions are assigned, re-read each one's last
 //! `capacity` records before its committed offset and run them through
 //! `Pipeline::run` exactly as the worker did, keeping the window and
 //! discarding the outcomes. Nothing is produced.
@@ -15,6 +15,7 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::dedupe::DedupeWindow;
 use crate::registry::Registry;
 use crate::worker::kafka::client_config;
+use crate::worker::now_ms;
 use crate::worker::source::legacy_record;
 
 /// Records run between two window commits: bounds the keys staged at once.
@@ -24,10 +25,12 @@ const COMMIT_EVERY: u32 = 4096;
 /// with an incomplete window would let retries through.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    #[error("reading the committed offsets of partitions {partitions:?}: {source}")]
+    // The Kafka error is shown, not chained: its own message already
+    // carries its cause.
+    #[error("reading the committed offsets of partitions {partitions:?}: {error}")]
     Committed {
         partitions: Vec<i32>,
-        source: KafkaError,
+        error: KafkaError,
     },
     #[error("re-reading the legacy topic: {0}")]
     Read(KafkaError),
@@ -69,9 +72,9 @@ pub fn restore(
     let committed =
         group
             .committed_offsets(tpl, timeout)
-            .map_err(|source| RestoreError::Committed {
+            .map_err(|error| RestoreError::Committed {
                 partitions: partitions.to_vec(),
-                source,
+                error,
             })?;
     let capacity = i64::try_from(window.capacity()).unwrap_or(i64::MAX);
     let mut pending: Vec<Restored> = Vec::new();
@@ -161,7 +164,11 @@ fn read_back(
                     }
                     // The outcome was decided (and committed) when the
                     // worker ran this record; only the window is wanted.
-                    let _ = pipeline.run(&legacy_record(&message), Some(window), 0);
+                    // `recorded_at` as the worker passes it: it is part of
+                    // each event's encoded size, which the size limit
+                    // checks (any current epoch-millisecond time encodes
+                    // to the same number of bytes).
+                    let _ = pipeline.run(&legacy_record(&message), Some(window), now_ms());
                     r.records += 1;
                     since_commit += 1;
                     if since_commit == COMMIT_EVERY {

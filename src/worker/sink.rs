@@ -21,11 +21,12 @@ use crate::worker::kafka::{StartupError, client_config};
 #[derive(Debug, thiserror::Error)]
 pub enum TxnError {
     /// The client library says the transaction can be aborted and retried.
-    #[error("{what}")]
+    /// (The Kafka error is shown, not chained: its message already carries
+    /// its cause.)
+    #[error("{what}: {error}")]
     Abortable {
         what: &'static str,
-        #[source]
-        source: KafkaError,
+        error: KafkaError,
     },
     /// recast aborts the transaction itself, for the reason given.
     #[error("{0}")]
@@ -276,10 +277,7 @@ impl Sink {
         }
         match (&error, class(&error)) {
             (KafkaError::Transaction(e), Class::Fatal) => fatal(e.code(), e.to_string()),
-            _ => TxnError::Abortable {
-                what,
-                source: error,
-            },
+            _ => TxnError::Abortable { what, error },
         }
     }
 }

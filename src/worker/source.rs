@@ -65,7 +65,7 @@ impl ClientContext for SourceContext {
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // The worker never polls with a transaction open (see worker.rs), so
+        // The worker never polls with a transaction open (see worker/mod.rs), so
         // the transaction is already finished when a revocation arrives: all
         // that is left to do is forget the revoked partitions' buffered
         // records, which their next owner reads again from the committed
