@@ -7,9 +7,9 @@
 #[path = "../tests/suite/common/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod common;
+mod support;
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -18,7 +18,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use recast::DedupeWindow;
 use recast::restore;
-use recast::{Config, EMBEDDED_DEFAULT, Encoding, Origin, SchemaIds};
+use recast::{Config, EMBEDDED_DEFAULT, Origin};
 
 const ENTRIES: u64 = 1_000_000;
 const OPS: u64 = 10_000;
@@ -93,19 +93,7 @@ fn restore_from_broker(c: &mut Criterion) {
     let config = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env).expect("config");
     // The worker's pipeline: Avro events (schema ids as the registry would
     // give them), since the restore runs the whole record path.
-    let schemas = config
-        .ledger
-        .schemas()
-        .cloned()
-        .expect("the embedded default has schemas");
-    let ids: SchemaIds = Arc::new(
-        schemas
-            .event_types()
-            .zip(1..)
-            .map(|(t, id)| (t.to_owned(), id))
-            .collect(),
-    );
-    let pipeline = config.pipeline(Encoding::Avro(schemas, ids));
+    let pipeline = config.pipeline(support::avro_encoding(&config).0);
     // The group has committed the whole partition: a restore re-reads the
     // last `capacity` (100,000) records.
     let group: BaseConsumer = ClientConfig::new()

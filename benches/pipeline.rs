@@ -7,14 +7,14 @@
 //! language (conditions with regexes, casts, renames, masks, per-type
 //! steps).
 
+mod support;
+
 use criterion::measurement::WallTime;
 use criterion::{
     BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
 };
 use serde_json::{Map, Value};
 use std::hint::black_box;
-
-use std::sync::Arc;
 
 use recast::Config;
 use recast::Decoder;
@@ -56,19 +56,8 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(n));
 
-    let schemas = config
-        .ledger
-        .schemas()
-        .cloned()
-        .expect("the embedded default has schemas");
-    let ids: SchemaIds = Arc::new(
-        schemas
-            .event_types()
-            .zip(1..)
-            .map(|(t, id)| (t.to_owned(), id))
-            .collect(),
-    );
-    let avro = config.pipeline(Encoding::Avro(schemas, ids.clone()));
+    let (avro, ids) = support::avro_encoding(&config);
+    let avro = config.pipeline(avro);
     let json = config.pipeline(Encoding::Json(None));
     for (name, pipeline) in [("run_sample_avro", &avro), ("run_sample_json", &json)] {
         group.bench_function(name, |b| {
