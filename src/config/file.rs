@@ -245,6 +245,16 @@ pub struct ChaosConfig {
     /// instead of committing them.
     #[serde(default)]
     pub abort_transactions: Vec<u64>,
+    /// Transactions whose producer is reported failed (a fatal, non-fencing
+    /// error) once their offsets are sent, before the commit: the worker
+    /// must replace the producer, whose open transaction is then aborted.
+    #[serde(default)]
+    pub fail_producer_before_commit: Vec<u64>,
+    /// Transactions whose producer is reported failed right after their
+    /// commit went through: the worker cannot tell whether it did, and must
+    /// resume from the committed offsets, not from the batch.
+    #[serde(default)]
+    pub fail_producer_after_commit: Vec<u64>,
 }
 
 /// Reads a table of scalars (strings, numbers, booleans) as strings: all

@@ -21,12 +21,34 @@ pub(crate) struct Metrics {
     outcomes: IntCounterVec,
     rejected: IntCounterVec,
     transactions: IntCounterVec,
+    producer_renewals: IntCounterVec,
     commit_seconds: HistogramVec,
     batch_records: HistogramVec,
     rebalances: IntCounterVec,
     window_entries: IntGaugeVec,
     restore_seconds: HistogramVec,
     lag: IntGaugeVec,
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn histogram_vec(name: &str, help: &str, buckets: Vec<f64>) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["topic"])
+        .expect("valid metric")
+}
+
+/// Registers a metric, returning it for recording.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
 }
 
 /// Seconds since the epoch, now.
@@ -43,6 +65,7 @@ pub const NAMES: &[&str] = &[
     "recast_records_total",
     "recast_records_rejected_total",
     "recast_transactions_total",
+    "recast_producer_renewals_total",
     "recast_commit_seconds",
     "recast_batch_records",
     "recast_rebalances_total",
@@ -55,28 +78,12 @@ pub const NAMES: &[&str] = &[
 impl Metrics {
     pub(crate) fn new(legacy_topic: &str) -> Self {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["topic"])
-                .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
-        };
+        let counter =
+            |name, help, labels: &[&str]| register(&registry, counter_vec(name, help, labels));
+        let gauge =
+            |name, help, labels: &[&str]| register(&registry, gauge_vec(name, help, labels));
+        let histogram =
+            |name, help, buckets| register(&registry, histogram_vec(name, help, buckets));
         let consumed = counter(
             "recast_records_consumed_total",
             "Legacy records read and processed in a committed transaction.",
@@ -101,6 +108,11 @@ impl Metrics {
             "recast_transactions_total",
             "Transactions by result: committed or aborted.",
             &["topic", "result"],
+        );
+        let producer_renewals = counter(
+            "recast_producer_renewals_total",
+            "Producers replaced after failing fatally without being fenced.",
+            &["topic"],
         );
         let commit_seconds = histogram(
             "recast_commit_seconds",
@@ -148,6 +160,7 @@ impl Metrics {
             outcomes,
             rejected,
             transactions,
+            producer_renewals,
             commit_seconds,
             batch_records,
             rebalances,
@@ -201,6 +214,13 @@ impl Metrics {
     pub(crate) fn batch_aborted(&self) {
         self.transactions
             .with_label_values(&[&self.topic, "aborted"])
+            .inc();
+    }
+
+    /// A failed producer was replaced by a new one.
+    pub(crate) fn producer_renewed(&self) {
+        self.producer_renewals
+            .with_label_values(&[&self.topic])
             .inc();
     }
 

@@ -13,6 +13,7 @@ pub(crate) mod restore;
 pub(crate) mod sink;
 pub(crate) mod source;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,6 +43,10 @@ const MAX_ABORT_BACKOFF: Duration = Duration::from_secs(30);
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the loop logs a one-line progress summary.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// A producer that fails again this many times in a row, each time right
+/// after being replaced, has a cause a new one cannot fix: stop, so the
+/// orchestrator's restarts and alerts take over.
+const MAX_PRODUCER_RENEWALS: u32 = 3;
 
 /// Why the worker stopped with an error: at start-up, or while running.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,14 @@ pub enum WorkerError {
     Consumer(#[from] ConsumerFatal),
     #[error(transparent)]
     Transaction(TxnError),
+    #[error("the producer failed {renewals} times in a row, each time right after being replaced")]
+    ProducerFailing {
+        renewals: u32,
+        #[source]
+        last: TxnError,
+    },
+    #[error("replacing the failed producer")]
+    Renew(#[source] StartupError),
     #[error("aborting after `{reason}`")]
     Abort {
         reason: String,
@@ -122,7 +135,7 @@ pub fn run(
         mapping_version = pipeline.mapping_version(),
         "worker started"
     );
-    let worker = Worker {
+    let mut worker = Worker {
         config,
         registry,
         pipeline,
@@ -170,7 +183,7 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    fn run_loop(&self, stop: &AtomicBool, options: &RunOptions) -> Result<Totals, WorkerError> {
+    fn run_loop(&mut self, stop: &AtomicBool, options: &RunOptions) -> Result<Totals, WorkerError> {
         let batch_config = &self.config.raw.batch;
         let mut window = self
             .config
@@ -181,6 +194,7 @@ impl Worker<'_> {
         let mut totals = Totals::default();
         let mut transactions = 0u64;
         let mut consecutive_aborts = 0u32;
+        let mut consecutive_renewals = 0u32;
         let mut last_record = Instant::now();
         let mut last_progress = (Instant::now(), totals.clone());
         let mut last_lag = Instant::now();
@@ -208,18 +222,7 @@ impl Worker<'_> {
                 // An assignment restarts the idle clock: new partitions may
                 // have records the idle check has not seen yet.
                 last_record = Instant::now();
-                for change in &changes {
-                    match change {
-                        Change::Assigned(_) => self.metrics.rebalanced("assigned"),
-                        Change::Revoked(partitions) => {
-                            self.metrics.rebalanced("revoked");
-                            for partition in partitions {
-                                self.metrics.partition_revoked(*partition);
-                            }
-                        }
-                    }
-                }
-                self.health.assigned(self.source.assignment_count());
+                self.report_changes(&changes);
             }
             if let Some(window) = window.as_mut() {
                 self.follow_assignment(window, changes)?;
@@ -241,7 +244,7 @@ impl Worker<'_> {
             }
             last_record = Instant::now();
             transactions += 1;
-            match self.transact(&batch, transactions, window.as_mut()) {
+            let failure = match self.transact(&batch, transactions, window.as_mut()) {
                 Ok(batch_totals) => {
                     if let Some(window) = window.as_mut() {
                         window.commit();
@@ -250,24 +253,74 @@ impl Worker<'_> {
                     totals.records.add(&batch_totals);
                     totals.committed += 1;
                     last_commit = Some(Instant::now());
-                }
-                Err(e) if !e.is_abortable() => return Err(WorkerError::Transaction(e)),
-                Err(e) => {
-                    // The aborted batch's keys never happened; the window
-                    // holds exactly the committed ones, so nothing to rebuild.
-                    if let Some(window) = window.as_mut() {
-                        window.abort();
-                    }
-                    consecutive_aborts += 1;
-                    totals.aborted += 1;
-                    self.metrics.batch_aborted();
-                    self.recover(&batch, &chain(&e), consecutive_aborts, stop)?;
+                    consecutive_aborts = 0;
+                    consecutive_renewals = 0;
                     continue;
                 }
+                Err(e) if e.is_abortable() || e.needs_new_producer() => e,
+                Err(e) => return Err(WorkerError::Transaction(e)),
+            };
+            // Take the failed batch's keys back: after an abort the window
+            // holds exactly the committed ones; after a producer failure it
+            // is rebuilt from the committed offsets.
+            if let Some(window) = window.as_mut() {
+                window.abort();
             }
-            consecutive_aborts = 0;
+            totals.aborted += 1;
+            self.metrics.batch_aborted();
+            let failure = if failure.is_abortable() {
+                consecutive_aborts += 1;
+                match self.recover(&batch, &chain(&failure), consecutive_aborts, stop) {
+                    Ok(()) => continue,
+                    // The producer failed while aborting.
+                    Err(WorkerError::Abort { source, .. }) if source.needs_new_producer() => source,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                failure
+            };
+            consecutive_renewals += 1;
+            if consecutive_renewals > MAX_PRODUCER_RENEWALS {
+                return Err(WorkerError::ProducerFailing {
+                    renewals: MAX_PRODUCER_RENEWALS,
+                    last: failure,
+                });
+            }
+            let first = first_offsets(&batch);
+            drop(batch);
+            self.renew_producer(&failure, &first, window.as_mut())?;
         }
         Ok(totals)
+    }
+
+    /// Replaces a producer that failed fatally without being fenced (whose
+    /// batch the caller already took out of the window). The
+    /// new one initialises the same `transactional.id`, which ends the old
+    /// one's transaction (aborting it if it was still open). The failure
+    /// may have struck after the commit reached the broker, so the batch's
+    /// own offsets are no guide: the consumer and the dedupe window resume
+    /// from the committed offsets, exactly as after a restart.
+    fn renew_producer(
+        &mut self,
+        failure: &TxnError,
+        batch_first: &BTreeMap<i32, i64>,
+        window: Option<&mut DedupeWindow>,
+    ) -> Result<(), WorkerError> {
+        tracing::warn!(error = %chain(failure), "the producer failed; replacing it");
+        self.sink = Sink::connect(self.config).map_err(WorkerError::Renew)?;
+        self.metrics.producer_renewed();
+        self.source
+            .rewind_to_committed(batch_first, self.config.raw.kafka.connect_timeout)
+            .map_err(WorkerError::Rewind)?;
+        if let Some(window) = window {
+            let assigned = self.source.assigned_partitions();
+            for partition in &assigned {
+                window.drop_partition(*partition);
+            }
+            self.rebuild_windows(window, &assigned)?;
+        }
+        tracing::info!("producer replaced; resuming from the committed offsets");
+        Ok(())
     }
 
     /// Aborts the open transaction and rewinds its partitions, so the batch
@@ -318,22 +371,47 @@ impl Worker<'_> {
                     }
                 }
                 Change::Assigned(partitions) if !partitions.is_empty() => {
-                    let started = Instant::now();
-                    restore(
-                        self.config,
-                        self.source.consumer(),
-                        self.registry.as_ref(),
-                        &self.pipeline,
-                        window,
-                        &partitions,
-                    )?;
-                    self.metrics.window_restored(started.elapsed());
-                    self.report_windows(window);
+                    self.rebuild_windows(window, &partitions)?;
                 }
                 Change::Assigned(_) => {}
             }
         }
         Ok(())
+    }
+
+    /// Rebuilds the windows of `partitions` from the legacy log.
+    fn rebuild_windows(
+        &self,
+        window: &mut DedupeWindow,
+        partitions: &[i32],
+    ) -> Result<(), WorkerError> {
+        let started = Instant::now();
+        restore(
+            self.config,
+            self.source.consumer(),
+            self.registry.as_ref(),
+            &self.pipeline,
+            window,
+            partitions,
+        )?;
+        self.metrics.window_restored(started.elapsed());
+        self.report_windows(window);
+        Ok(())
+    }
+
+    fn report_changes(&self, changes: &[Change]) {
+        for change in changes {
+            match change {
+                Change::Assigned(_) => self.metrics.rebalanced("assigned"),
+                Change::Revoked(partitions) => {
+                    self.metrics.rebalanced("revoked");
+                    for partition in partitions {
+                        self.metrics.partition_revoked(*partition);
+                    }
+                }
+            }
+        }
+        self.health.assigned(self.source.assignment_count());
     }
 
     /// Publishes each assigned partition's lag; returns the total.
@@ -392,12 +470,23 @@ impl Worker<'_> {
             .ok_or_else(|| TxnError::Abort("no consumer group metadata yet".into()))?;
         self.sink
             .send_offsets(&self.source.next_offsets(batch), &group)?;
-        if self.config.raw.chaos.abort_transactions.contains(&sequence) {
+        let chaos = &self.config.raw.chaos;
+        if chaos.abort_transactions.contains(&sequence) {
             return Err(TxnError::Abort(format!(
                 "chaos.abort_transactions names transaction {sequence}"
             )));
         }
+        if chaos.fail_producer_before_commit.contains(&sequence) {
+            return Err(self
+                .sink
+                .drill_failure("fail_producer_before_commit", sequence));
+        }
         self.sink.commit()?;
+        if chaos.fail_producer_after_commit.contains(&sequence) {
+            return Err(self
+                .sink
+                .drill_failure("fail_producer_after_commit", sequence));
+        }
         self.metrics.batch_committed(&counts, started.elapsed());
         self.health.progressed();
         tracing::debug!(

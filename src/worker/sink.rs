@@ -16,8 +16,9 @@ use crate::registry::RegistryError;
 use crate::worker::kafka::{StartupError, client_config};
 
 /// Why a transaction failed, by how it must be handled: the abortable
-/// variants abort it and retry the batch, the others stop the worker (the
-/// orchestrator restarts the process).
+/// variants abort it and retry the batch, a failed producer that was not
+/// fenced is replaced (see [`TxnError::needs_new_producer`]), the others
+/// stop the worker (the orchestrator restarts the process).
 #[derive(Debug, thiserror::Error)]
 pub enum TxnError {
     /// The client library says the transaction can be aborted and retried.
@@ -31,8 +32,10 @@ pub enum TxnError {
     /// recast aborts the transaction itself, for the reason given.
     #[error("{0}")]
     Abort(String),
-    /// The producer is unusable (fenced by a newer instance with the same
-    /// `transactional.id`, invalid epoch, …).
+    /// The producer is unusable: fenced by a newer instance with the same
+    /// `transactional.id`, or failed in a state the client library can no
+    /// longer reason about (a broker that lost track of its sequence
+    /// numbers, …).
     #[error("{what} failed for transactional.id `{transactional_id}`: {reason}{}", fencing_hint(*.code))]
     Fatal {
         what: &'static str,
@@ -54,6 +57,13 @@ impl TxnError {
     /// Whether aborting and retrying the batch can help.
     pub fn is_abortable(&self) -> bool {
         matches!(self, Self::Abortable { .. } | Self::Abort(_))
+    }
+
+    /// Whether a new producer with the same `transactional.id` can go on:
+    /// this one failed fatally, but not because another instance took its
+    /// place (which a new producer would fence in turn).
+    pub fn needs_new_producer(&self) -> bool {
+        matches!(self, Self::Fatal { code, .. } if !is_fencing(*code))
     }
 }
 
@@ -263,6 +273,17 @@ impl Sink {
         }
     }
 
+    /// The failure a `chaos.fail_producer_*` drill reports: the error a
+    /// broker that lost track of the producer's sequence numbers causes.
+    pub(crate) fn drill_failure(&self, key: &str, sequence: u64) -> TxnError {
+        TxnError::Fatal {
+            what: "drill",
+            transactional_id: self.transactional_id.clone(),
+            code: RDKafkaErrorCode::OutOfOrderSequenceNumber,
+            reason: format!("chaos.{key} names transaction {sequence}"),
+        }
+    }
+
     /// The one place a Kafka error of the producer becomes a [`TxnError`].
     fn classify(&self, what: &'static str, error: KafkaError) -> TxnError {
         let fatal = |code, reason| TxnError::Fatal {
@@ -282,16 +303,24 @@ impl Sink {
     }
 }
 
+/// Whether a fatal error code says another producer took this
+/// `transactional.id` over.
+fn is_fencing(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+    )
+}
+
 /// What a fatal error code means for the operator.
 fn fencing_hint(code: RDKafkaErrorCode) -> &'static str {
-    match code {
-        RDKafkaErrorCode::Fenced
-        | RDKafkaErrorCode::ProducerFenced
-        | RDKafkaErrorCode::InvalidProducerEpoch => {
-            "; another instance initialised the same transactional.id (a restarted or \
-             duplicated instance with this kafka.instance_id): this one must stop"
-        }
-        _ => "",
+    if is_fencing(code) {
+        "; another instance initialised the same transactional.id (a restarted or \
+         duplicated instance with this kafka.instance_id): this one must stop"
+    } else {
+        ""
     }
 }
 

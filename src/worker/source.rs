@@ -226,6 +226,14 @@ impl Source {
         }
     }
 
+    /// The partitions of the legacy topic this instance holds.
+    pub(crate) fn assigned_partitions(&self) -> Vec<i32> {
+        self.consumer
+            .assignment()
+            .map(|tpl| partitions(&tpl))
+            .unwrap_or_default()
+    }
+
     /// How many partitions of the legacy topic this instance holds.
     pub(crate) fn assignment_count(&self) -> usize {
         self.consumer.assignment().map_or(0, |tpl| tpl.count())
@@ -234,11 +242,7 @@ impl Source {
     /// Each partition's lag behind its last stable offset, as of the latest
     /// statistics, for the partitions this instance holds.
     pub(crate) fn lag(&self) -> BTreeMap<i32, i64> {
-        let assigned: Vec<i32> = self
-            .consumer
-            .assignment()
-            .map(|tpl| partitions(&tpl))
-            .unwrap_or_default();
+        let assigned = self.assigned_partitions();
         let lag = self.consumer.context().lag.lock().expect("lag lock");
         lag.iter()
             .filter(|(p, _)| assigned.contains(p))
@@ -293,6 +297,37 @@ impl Source {
             }
         }
         Ok(())
+    }
+
+    /// Moves every assigned partition back to its committed offset: after
+    /// a transaction whose outcome is unknown, that offset is the only
+    /// position known to follow the ledger. A partition with no committed
+    /// offset has read nothing outside the failed batch (every earlier
+    /// batch of it committed an offset), so it goes back to the batch's
+    /// first record, in `batch_first`.
+    pub(crate) fn rewind_to_committed(
+        &self,
+        batch_first: &BTreeMap<i32, i64>,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        let committed = self
+            .consumer
+            .committed_offsets(self.consumer.assignment()?, timeout)?;
+        let mut offsets = BTreeMap::new();
+        for element in committed.elements() {
+            let partition = element.partition();
+            match element.offset() {
+                Offset::Offset(offset) => {
+                    offsets.insert(partition, offset);
+                }
+                _ => {
+                    if let Some(first) = batch_first.get(&partition) {
+                        offsets.insert(partition, *first);
+                    }
+                }
+            }
+        }
+        self.rewind(&offsets)
     }
 }
 

@@ -234,3 +234,34 @@ fn an_aborted_transaction_is_invisible_and_its_records_land_once() {
     );
     assert_exactly_once(&s, &expects(&records));
 }
+
+/// A producer that fails fatally without being fenced is replaced in the
+/// process. Before the commit, the new producer's initialisation aborts the
+/// open transaction and the batch is written again; after the commit, the
+/// batch is not read again: the worker resumes from the committed offsets,
+/// not from the batch (the dead letters, which no window dedupes, would
+/// show a batch written twice).
+#[test]
+fn a_failed_producer_is_replaced_and_every_record_lands_once() {
+    let s = Scenario::new("renew", 2);
+    let records = generate(3_000, "renew");
+    s.produce(&lines(&records));
+    let config = s.config(&[
+        ("batch.max_records", "300"),
+        ("chaos.fail_producer_before_commit", "[2]"),
+        ("chaos.fail_producer_after_commit", "[5]"),
+    ]);
+    let log = s.run_until_drained(&config, "w1", 2);
+    assert_eq!(
+        log.matches("the producer failed; replacing it").count(),
+        2,
+        "{log}"
+    );
+    let ledger = s.ledger();
+    assert!(
+        ledger.aborted > 0,
+        "the transaction open when the producer failed was not aborted"
+    );
+    assert_eq!(ledger.open, 0, "a transaction was left open");
+    assert_exactly_once(&s, &expects(&records));
+}

@@ -84,6 +84,20 @@ impl Scenario {
         set("topics.dead_letter", self.dead_letter.clone().into());
         // Several workers share the machine: each takes a free port.
         set("http.listen", "127.0.0.1:0".into());
+        // The test broker checks and advances an idempotent producer's
+        // sequence numbers in two steps, so two produce requests in flight
+        // to one partition can race and the later one is refused as out of
+        // order, which the client library treats as a fatal desync. One
+        // request in flight per connection keeps the tests off that race;
+        // the worker's recovery from such a failure is tested on its own
+        // (`exactly_once::a_failed_producer_is_replaced_…`).
+        set(
+            "kafka.properties",
+            toml::Value::Table(toml::Table::from_iter([(
+                "max.in.flight.requests.per.connection".to_owned(),
+                toml::Value::from(1),
+            )])),
+        );
         set("registry.url", registry().into());
         set(
             "ledger.schemas",
