@@ -18,6 +18,7 @@
 //! | sink | `worker/sink.rs` | the transactional producer |
 //! | the transaction loop | `worker/mod.rs` | poll, run, produce, send offsets, commit |
 //! | window restore | `worker/restore.rs` | re-runs a partition's last records to rebuild its window |
+//! | mapping reload | `worker/reload.rs` | re-reads and checks a mapping off the record path; the loop swaps it in |
 //! | schema registry | `registry/` | the client, and the in-memory dev registry |
 //! | telemetry | `telemetry/` | metrics and the operations listener |
 //! | HTTP | `http.rs` | the one small server both listeners run on |

@@ -206,7 +206,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
 }
 
 fn check(config: &Config, offline: bool) -> anyhow::Result<()> {
-    let cases_dir = default_cases_dir(config);
+    let cases_dir = golden::default_cases_dir(config);
     let cases = if cases_dir.is_dir() {
         golden::case_files(&[cases_dir])?
     } else {
@@ -226,7 +226,7 @@ fn check(config: &Config, offline: bool) -> anyhow::Result<()> {
 
 fn golden_test(config: &Config, mut paths: Vec<PathBuf>) -> anyhow::Result<()> {
     if paths.is_empty() {
-        paths.push(default_cases_dir(config));
+        paths.push(golden::default_cases_dir(config));
     }
     let files = golden::case_files(&paths)?;
     if files.is_empty() {
@@ -249,16 +249,6 @@ fn golden_test(config: &Config, mut paths: Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// `tests/` next to the first transform file: in the working directory's
 /// `transforms/` for the embedded default.
-fn default_cases_dir(config: &Config) -> PathBuf {
-    match (&config.origin, config.transforms.first()) {
-        (recast::Origin::File(_), Some(first)) => Path::new(&first.path)
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join("tests"),
-        _ => PathBuf::from("transforms/tests"),
-    }
-}
-
 fn display_paths(paths: &[PathBuf]) -> String {
     paths
         .iter()
@@ -310,24 +300,36 @@ fn replay(config: &Config, input: &Path, output: Option<&Path>) -> anyhow::Resul
 
 async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    let options = RunOptions { stop_when_idle };
+    let reload = Arc::new(AtomicBool::new(false));
+    let options = RunOptions {
+        stop_when_idle,
+        reload: reload.clone(),
+    };
+    // Handlers first: a signal's default action would end the process.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let worker = {
         let (config, stop) = (config.clone(), stop.clone());
         tokio::task::spawn_blocking(move || recast::run(&config, &stop, &options))
     };
     tokio::pin!(worker);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let result = tokio::select! {
-        result = &mut worker => result,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("SIGINT: finishing the open batch, then stopping");
-            stop.store(true, Ordering::Relaxed);
-            worker.await
-        }
-        _ = sigterm.recv() => {
-            tracing::info!("SIGTERM: finishing the open batch, then stopping");
-            stop.store(true, Ordering::Relaxed);
-            worker.await
+    let result = loop {
+        tokio::select! {
+            result = &mut worker => break result,
+            _ = sighup.recv() => {
+                tracing::info!("SIGHUP: reloading the mapping");
+                reload.store(true, Ordering::Relaxed);
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("SIGINT: finishing the open batch, then stopping");
+                stop.store(true, Ordering::Relaxed);
+                break worker.await;
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: finishing the open batch, then stopping");
+                stop.store(true, Ordering::Relaxed);
+                break worker.await;
+            }
         }
     };
     match result.context("worker thread panicked")? {

@@ -183,6 +183,10 @@ pub struct MappingConfig {
     /// `RECAST_MAPPING__HASH_KEY`. Changing it changes every hash written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_key: Option<String>,
+    /// Reload the mapping when a file it is made of changes (a `ConfigMap`
+    /// update, an edit), as `SIGHUP` does. Read at start.
+    #[serde(default)]
+    pub watch: bool,
 }
 
 /// How ledger values are encoded.

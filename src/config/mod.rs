@@ -12,6 +12,7 @@ mod defaults;
 mod env;
 mod error;
 mod file;
+mod reload;
 mod validate;
 
 use std::path::Path;

@@ -494,8 +494,18 @@ mod restore_agrees {
         ]
     }"#;
 
-    fn pipeline_and_window(dir: &std::path::Path, capacity: u64) -> (Pipeline, DedupeWindow) {
-        std::fs::write(dir.join("prop.toml"), TRANSFORM).unwrap();
+    /// The same mapping, with the request id hashed: the next version of
+    /// it, whose dedupe keys all differ from the first's.
+    fn hashing_request_ids() -> String {
+        format!("{TRANSFORM}\n[[steps]]\nhash = [\"requestId\"]\n")
+    }
+
+    fn pipeline_and_window(
+        dir: &std::path::Path,
+        capacity: u64,
+        transform: &str,
+    ) -> (Pipeline, DedupeWindow) {
+        std::fs::write(dir.join("prop.toml"), transform).unwrap();
         std::fs::write(dir.join("ItemsAdded.avsc"), SCHEMA).unwrap();
         let header = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/header.avsc");
         let text = format!(
@@ -514,6 +524,7 @@ mod restore_agrees {
             system = "prop"
             [mapping]
             transforms = ["prop.toml"]
+            hash_key = "a key of sixteen bytes or more"
             [ledger]
             format = "json"
             schemas = [{header:?}, "ItemsAdded.avsc"]
@@ -600,16 +611,8 @@ mod restore_agrees {
             batch in 1..8usize,
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let (pipeline, mut live) = pipeline_and_window(dir.path(), capacity);
-            let mut at = 1_700_000_000_000i64;
-            let records: Vec<(i64, i64, &[u8])> = stream
-                .iter()
-                .enumerate()
-                .map(|(offset, g)| {
-                    at += g.gap_s * 1000;
-                    (offset as i64, at, g.value.as_bytes())
-                })
-                .collect();
+            let (pipeline, mut live) = pipeline_and_window(dir.path(), capacity, TRANSFORM);
+            let records = timestamped(&stream);
             let cut = cut.index(records.len());
             // The live worker: every record in order, committed in batches.
             let mut live_outcomes = Vec::new();
@@ -621,7 +624,7 @@ mod restore_agrees {
             }
             // A restart at `cut` (a committed offset): rebuild from the last
             // `capacity` offsets before it, then go on.
-            let (_, mut restored) = pipeline_and_window(dir.path(), capacity);
+            let (_, mut restored) = pipeline_and_window(dir.path(), capacity, TRANSFORM);
             let from = cut.saturating_sub(capacity as usize);
             for (offset, ts, value) in &records[from..cut] {
                 let _ = pipeline.run(&record(value, *offset, *ts), Some(&mut restored), NOW);
@@ -633,5 +636,60 @@ mod restore_agrees {
                 prop_assert_eq!(&outcome, &live_outcomes[i], "offset {}", offset);
             }
         }
+
+        /// A reload swaps the mapping at `swap` and rebuilds the window
+        /// under the new one (worker/mod.rs, `reloaded`); a restart at any
+        /// later cut runs the new mapping only, and must agree.
+        #[test]
+        fn a_window_rebuilt_after_a_mapping_swap_answers_like_the_live_one(
+            stream in proptest::collection::vec(generated(), 1..120),
+            swap in any::<proptest::sample::Index>(),
+            cut in any::<proptest::sample::Index>(),
+            capacity in 1..20u64,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (old, mut live) = pipeline_and_window(dir.path(), capacity, TRANSFORM);
+            let (new, _) = pipeline_and_window(dir.path(), capacity, &hashing_request_ids());
+            let records = timestamped(&stream);
+            let swap = swap.index(records.len());
+            let cut = swap + cut.index(records.len() - swap + 1);
+            let rebuilt = |until: usize| {
+                let (_, mut window) = pipeline_and_window(dir.path(), capacity, TRANSFORM);
+                for (offset, ts, value) in &records[until.saturating_sub(capacity as usize)..until] {
+                    let _ = new.run(&record(value, *offset, *ts), Some(&mut window), NOW);
+                }
+                window.commit();
+                window
+            };
+            let mut live_outcomes = Vec::new();
+            for (offset, ts, value) in &records[..swap] {
+                live_outcomes.push(old.run(&record(value, *offset, *ts), Some(&mut live), NOW));
+                live.commit();
+            }
+            live = rebuilt(swap);
+            for (offset, ts, value) in &records[swap..] {
+                live_outcomes.push(new.run(&record(value, *offset, *ts), Some(&mut live), NOW));
+                live.commit();
+            }
+            let mut restored = rebuilt(cut);
+            for (i, (offset, ts, value)) in records.iter().enumerate().skip(cut) {
+                let outcome = new.run(&record(value, *offset, *ts), Some(&mut restored), NOW);
+                restored.commit();
+                prop_assert_eq!(&outcome, &live_outcomes[i], "offset {}", offset);
+            }
+        }
+    }
+
+    /// Offsets from 0 and record times from the generated gaps.
+    fn timestamped(stream: &[Generated]) -> Vec<(i64, i64, &[u8])> {
+        let mut at = 1_700_000_000_000i64;
+        stream
+            .iter()
+            .enumerate()
+            .map(|(offset, g)| {
+                at += g.gap_s * 1000;
+                (offset as i64, at, g.value.as_bytes())
+            })
+            .collect()
     }
 }

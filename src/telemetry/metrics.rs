@@ -22,6 +22,8 @@ pub(crate) struct Metrics {
     rejected: IntCounterVec,
     transactions: IntCounterVec,
     producer_renewals: IntCounterVec,
+    mapping_info: IntGaugeVec,
+    reload_failures: IntCounterVec,
     commit_seconds: HistogramVec,
     batch_records: HistogramVec,
     rebalances: IntCounterVec,
@@ -51,6 +53,21 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     metric
 }
 
+/// The start of this process: fatal errors end the process, so starts
+/// are counted instead.
+fn start_time(registry: &Registry, legacy_topic: &str) {
+    register(
+        registry,
+        gauge_vec(
+            "recast_start_time_seconds",
+            "When this process started, in seconds since the epoch.",
+            &["topic"],
+        ),
+    )
+    .with_label_values(&[legacy_topic])
+    .set(unix_seconds());
+}
+
 /// Seconds since the epoch, now.
 fn unix_seconds() -> i64 {
     std::time::SystemTime::now()
@@ -66,6 +83,8 @@ pub const NAMES: &[&str] = &[
     "recast_records_rejected_total",
     "recast_transactions_total",
     "recast_producer_renewals_total",
+    "recast_mapping_info",
+    "recast_mapping_reload_failures_total",
     "recast_commit_seconds",
     "recast_batch_records",
     "recast_rebalances_total",
@@ -114,6 +133,16 @@ impl Metrics {
             "Producers replaced after failing fatally without being fenced.",
             &["topic"],
         );
+        let mapping_info = gauge(
+            "recast_mapping_info",
+            "1 for the mapping version that runs.",
+            &["topic", "version"],
+        );
+        let reload_failures = counter(
+            "recast_mapping_reload_failures_total",
+            "Reloads refused: the new mapping failed a check; the running one stayed.",
+            &["topic"],
+        );
         let commit_seconds = histogram(
             "recast_commit_seconds",
             "Time from beginning a transaction to its commit.",
@@ -144,14 +173,11 @@ impl Metrics {
             "Legacy records not yet processed, per assigned partition.",
             &["topic", "partition"],
         );
-        // Fatal errors end the process, so starts are counted instead.
-        gauge(
-            "recast_start_time_seconds",
-            "When this process started, in seconds since the epoch.",
-            &["topic"],
-        )
-        .with_label_values(&[legacy_topic])
-        .set(unix_seconds());
+        start_time(&registry, legacy_topic);
+        // Counted from 0, so `increase()` sees the first one.
+        for counter in [&producer_renewals, &reload_failures] {
+            counter.with_label_values(&[legacy_topic]);
+        }
         Self {
             registry,
             topic: legacy_topic.to_owned(),
@@ -161,6 +187,8 @@ impl Metrics {
             rejected,
             transactions,
             producer_renewals,
+            mapping_info,
+            reload_failures,
             commit_seconds,
             batch_records,
             rebalances,
@@ -224,6 +252,19 @@ impl Metrics {
             .inc();
     }
 
+    /// `version` is the mapping that runs from now on.
+    pub(crate) fn mapping_running(&self, version: &str) {
+        self.mapping_info.reset();
+        self.mapping_info
+            .with_label_values(&[&self.topic, version])
+            .set(1);
+    }
+
+    /// A reload was refused.
+    pub(crate) fn reload_refused(&self) {
+        self.reload_failures.with_label_values(&[&self.topic]).inc();
+    }
+
     pub(crate) fn rebalanced(&self, kind: &str) {
         self.rebalances
             .with_label_values(&[&self.topic, kind])
@@ -273,6 +314,7 @@ mod tests {
             rejected: [(Stage::Decode, 1)].into(),
         };
         metrics.batch_committed(&batch, Duration::from_millis(12));
+        metrics.mapping_running("4ef906e1411ab8a6");
         let text = metrics.render();
         for line in [
             r#"recast_records_consumed_total{topic="legacy-cart"} 5"#,
@@ -280,6 +322,8 @@ mod tests {
             r#"recast_records_total{outcome="rejected",topic="legacy-cart"} 1"#,
             r#"recast_records_rejected_total{stage="decode",topic="legacy-cart"} 1"#,
             r#"recast_transactions_total{result="committed",topic="legacy-cart"} 1"#,
+            r#"recast_mapping_info{topic="legacy-cart",version="4ef906e1411ab8a6"} 1"#,
+            r#"recast_producer_renewals_total{topic="legacy-cart"} 0"#,
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }

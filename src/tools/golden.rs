@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::avro::{LedgerSchemas, SchemaError};
-use crate::config::Config;
+use crate::config::{Config, Origin};
 use crate::config::{LedgerOutput, read_schema_files};
 use crate::pipeline::mapping::{FileError, Mapping, TransformFile};
 use crate::pipeline::{Counts, RecordOutcome, Stage};
@@ -151,9 +151,24 @@ pub struct Report {
     /// The readable report: a line per case, the differences of failures,
     /// derived event types.
     pub text: String,
+    /// The failed cases, `file: name`.
+    pub failures: Vec<String>,
     /// Cases expecting events that came out not fitting their schemas:
     /// `file: case "name": reason`, for `recast check`.
     pub misfits: Vec<String>,
+}
+
+/// Where a configuration's golden cases are: `tests/` beside its first
+/// transform file, or the shipped `transforms/tests` for the embedded
+/// default.
+pub fn default_cases_dir(config: &Config) -> PathBuf {
+    match (&config.origin, config.transforms.first()) {
+        (Origin::File(_), Some(first)) => Path::new(&first.path)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("tests"),
+        _ => PathBuf::from("transforms/tests"),
+    }
 }
 
 /// The case files at `paths` (files, or directories of `*.toml`), sorted.
@@ -278,6 +293,7 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
             let _ = writeln!(report.text, "ok     {name}: {}", case.name);
         } else {
             report.failed += 1;
+            report.failures.push(format!("{name}: {}", case.name));
             let _ = writeln!(report.text, "FAILED {name}: {}", case.name);
             for problem in problems {
                 let _ = writeln!(report.text, "         {problem}");

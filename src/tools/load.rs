@@ -5,11 +5,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
 use crate::tools::legacy_file::LegacyLine;
-use crate::worker::sink::owned_headers;
 
 /// Records that could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +63,15 @@ pub fn load(
         .set("linger.ms", "5")
         .create_with_context(Deliveries::default())?;
     for (index, line) in lines.iter().enumerate() {
-        let headers = owned_headers(
-            line.headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
-        );
+        let headers = line
+            .headers
+            .iter()
+            .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                })
+            });
         let mut record: BaseRecord<'_, str, str, Box<usize>> =
             BaseRecord::with_opaque_to(topic, Box::new(index)).headers(headers);
         if let Some(key) = &line.key {

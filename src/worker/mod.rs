@@ -9,6 +9,7 @@
 //! owner reads them again from the committed offset).
 
 pub(crate) mod kafka;
+pub(crate) mod reload;
 pub(crate) mod restore;
 pub(crate) mod sink;
 pub(crate) mod source;
@@ -31,6 +32,7 @@ use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::Metrics;
 use crate::worker::kafka::{StartupError, check_cluster};
+use crate::worker::reload::{Prepared, Reloads};
 use crate::worker::restore::{RestoreError, restore};
 use crate::worker::sink::{SendError, Sink, TxnError, owned_headers};
 use crate::worker::source::{Batch, Change, ConsumerFatal, Source, first_offsets, legacy_record};
@@ -83,6 +85,8 @@ pub enum WorkerError {
     Rewind(#[source] KafkaError),
     #[error("rebuilding the dedupe window")]
     Restore(#[from] RestoreError),
+    #[error("starting the watch of the mapping's files (mapping.watch)")]
+    Watch(#[source] std::io::Error),
 }
 
 /// Options of `recast run` that are not configuration.
@@ -91,6 +95,8 @@ pub struct RunOptions {
     /// Stop (exit 0) once no record has arrived for this long: for backfills
     /// and the quickstart.
     pub stop_when_idle: Option<Duration>,
+    /// Raised (by `SIGHUP`) to reload the mapping.
+    pub reload: Arc<AtomicBool>,
 }
 
 /// What the worker did, summed over its lifetime.
@@ -123,6 +129,10 @@ pub fn run(
     let partitions = check_cluster(config)?;
     let registry = config.registry();
     let pipeline = pipeline(config)?;
+    metrics.mapping_running(pipeline.mapping_version());
+    if config.raw.mapping.watch {
+        reload::watch(config, options.reload.clone()).map_err(WorkerError::Watch)?;
+    }
     let sink = Sink::connect(config)?;
     health.producer_ready();
     let source = Source::connect(config)?;
@@ -143,6 +153,8 @@ pub fn run(
         sink,
         metrics,
         health,
+        reloads: Reloads::new(options.reload.clone()),
+        running: config.clone(),
     };
     let totals = worker.run_loop(stop, options)?;
     tracing::info!(
@@ -180,6 +192,9 @@ struct Worker<'a> {
     sink: Sink,
     metrics: Metrics,
     health: Arc<Health>,
+    reloads: Reloads,
+    /// The configuration whose mapping runs: `config` until a reload.
+    running: Config,
 }
 
 impl Worker<'_> {
@@ -196,22 +211,18 @@ impl Worker<'_> {
         let mut consecutive_aborts = 0u32;
         let mut consecutive_renewals = 0u32;
         let mut last_record = Instant::now();
-        let mut last_progress = (Instant::now(), totals.clone());
-        let mut last_lag = Instant::now();
-        let mut lag: Option<i64> = None;
-        let mut last_commit: Option<Instant> = None;
+        let mut reports = Reports::new();
         loop {
+            // A new mapping takes over between two transactions.
+            if let Some(reload) = self.reloads.poll(&self.running) {
+                self.reloaded(reload, window.as_mut())?;
+            }
             // Periodic reports run idle or busy, between transactions.
-            if last_lag.elapsed() >= LAG_INTERVAL {
-                lag = self.report_lag().or(lag);
-                last_lag = Instant::now();
+            if reports.lag_at.elapsed() >= LAG_INTERVAL {
+                reports.lag = self.report_lag().or(reports.lag);
+                reports.lag_at = Instant::now();
             }
-            if last_progress.0.elapsed() >= PROGRESS_INTERVAL {
-                if totals != last_progress.1 {
-                    log_progress(&last_progress, &totals, lag, last_commit);
-                }
-                last_progress = (Instant::now(), totals.clone());
-            }
+            reports.progress(&totals);
             let batch = self.source.poll_batch(
                 batch_config.max_records.get(),
                 batch_config.linger,
@@ -252,7 +263,7 @@ impl Worker<'_> {
                     }
                     totals.records.add(&batch_totals);
                     totals.committed += 1;
-                    last_commit = Some(Instant::now());
+                    reports.last_commit = Some(Instant::now());
                     consecutive_aborts = 0;
                     consecutive_renewals = 0;
                     continue;
@@ -291,6 +302,57 @@ impl Worker<'_> {
             self.renew_producer(&failure, &first, window.as_mut())?;
         }
         Ok(totals)
+    }
+
+    /// Acts on a finished reload: swaps a new mapping in, or says why not.
+    /// Its schemas are registered first (a registry that refuses them
+    /// refuses the mapping), and the dedupe windows are rebuilt under it:
+    /// keys come from mapped payloads, so a window keeps meaning "these
+    /// requests are in the ledger" only if its keys and the next records'
+    /// are computed by the same mapping, which is also what a restore after
+    /// a crash computes.
+    fn reloaded(
+        &mut self,
+        reload: Result<Prepared, reload::Refusal>,
+        window: Option<&mut DedupeWindow>,
+    ) -> Result<(), WorkerError> {
+        let running = self.pipeline.mapping_version().to_owned();
+        let refused = |metrics: &Metrics, reason: &dyn std::error::Error| {
+            tracing::warn!(reason = %chain(reason), mapping_version = %running, "new mapping refused; the running one stays");
+            metrics.reload_refused();
+        };
+        let candidate = match reload {
+            Ok(Prepared::Ready(candidate)) => candidate,
+            Ok(Prepared::Unchanged) => {
+                tracing::info!(mapping_version = %running, "the mapping is unchanged");
+                return Ok(());
+            }
+            Err(refusal) => {
+                refused(&self.metrics, &refusal);
+                return Ok(());
+            }
+        };
+        match pipeline(&candidate) {
+            Ok(pipeline) => {
+                self.pipeline = pipeline;
+                self.running = *candidate;
+            }
+            Err(e) => {
+                refused(&self.metrics, &e);
+                return Ok(());
+            }
+        }
+        if let Some(window) = window {
+            let assigned = self.source.assigned_partitions();
+            for partition in &assigned {
+                window.drop_partition(*partition);
+            }
+            self.rebuild_windows(window, &assigned)?;
+        }
+        let version = self.pipeline.mapping_version();
+        self.metrics.mapping_running(version);
+        tracing::info!(from = %running, to = %version, "mapping swapped");
+        Ok(())
     }
 
     /// Replaces a producer that failed fatally without being fenced (whose
@@ -592,27 +654,51 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The one-line summary per interval of activity, for people reading logs.
-fn log_progress(
-    since: &(Instant, Totals),
-    now: &Totals,
+/// What the loop's periodic reports remember between two of them.
+struct Reports {
+    /// When the lag was last published, and the total it found.
+    lag_at: Instant,
     lag: Option<i64>,
+    /// When the last progress line was due, and the totals then.
+    since: (Instant, Totals),
     last_commit: Option<Instant>,
-) {
-    let seconds = since.0.elapsed().as_secs_f64().max(0.001);
-    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / seconds;
-    tracing::info!(
-        in_per_s = format!("{:.0}", rate(now.records.records, since.1.records.records)),
-        out_per_s = format!(
-            "{:.0}",
-            rate(now.records.events_total(), since.1.records.events_total())
-        ),
-        lag,
-        last_commit_ms_ago = last_commit.map(|t| t.elapsed().as_millis() as u64),
-        committed = now.committed,
-        aborted = now.aborted,
-        "progress"
-    );
+}
+
+impl Reports {
+    fn new() -> Self {
+        Self {
+            lag_at: Instant::now(),
+            lag: None,
+            since: (Instant::now(), Totals::default()),
+            last_commit: None,
+        }
+    }
+
+    /// The one-line summary per interval of activity, for people reading
+    /// logs.
+    fn progress(&mut self, now: &Totals) {
+        if self.since.0.elapsed() < PROGRESS_INTERVAL {
+            return;
+        }
+        let since = &self.since.1;
+        if now != since {
+            let seconds = self.since.0.elapsed().as_secs_f64().max(0.001);
+            let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / seconds;
+            tracing::info!(
+                in_per_s = format!("{:.0}", rate(now.records.records, since.records.records)),
+                out_per_s = format!(
+                    "{:.0}",
+                    rate(now.records.events_total(), since.records.events_total())
+                ),
+                lag = self.lag,
+                last_commit_ms_ago = self.last_commit.map(|t| t.elapsed().as_millis() as u64),
+                committed = now.committed,
+                aborted = now.aborted,
+                "progress"
+            );
+        }
+        self.since = (Instant::now(), now.clone());
+    }
 }
 
 /// The wall clock, as `recorded_at` of the events written now.

@@ -7,18 +7,12 @@ use crate::common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Expect, Scenario, assert_exactly_once, generate_with_retries, terminate};
+use common::{
+    Expect, Scenario, assert_exactly_once, expects, generate_with_retries, lines, terminate,
+};
 use recast::legacy_file::LegacyLine;
 
 const CATCH_UP: Duration = Duration::from_secs(240);
-
-fn lines(records: &[(LegacyLine, Expect)]) -> Vec<LegacyLine> {
-    records.iter().map(|(l, _)| l.clone()).collect()
-}
-
-fn expects(records: &[(LegacyLine, Expect)]) -> Vec<Expect> {
-    records.iter().map(|(_, e)| e.clone()).collect()
-}
 
 #[test]
 fn retries_across_batch_boundaries_land_once() {

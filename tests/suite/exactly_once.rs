@@ -8,19 +8,9 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
-use common::{Expect, Scenario, assert_exactly_once, generate, terminate};
+use common::{Expect, Scenario, assert_exactly_once, expects, generate, lines, terminate};
 
 const CATCH_UP: Duration = Duration::from_secs(240);
-
-fn expects(records: &[(recast::legacy_file::LegacyLine, Expect)]) -> Vec<Expect> {
-    records.iter().map(|(_, e)| e.clone()).collect()
-}
-
-fn lines(
-    records: &[(recast::legacy_file::LegacyLine, Expect)],
-) -> Vec<recast::legacy_file::LegacyLine> {
-    records.iter().map(|(l, _)| l.clone()).collect()
-}
 
 #[test]
 fn the_sample_lands_as_its_expectations_say() {

@@ -17,3 +17,4 @@ mod log_reader;
 mod offline_tools;
 mod operations;
 mod registry;
+mod reload;

@@ -148,3 +148,13 @@ pub(crate) fn generate_with_retries(n: usize, tag: &str) -> Vec<(LegacyLine, Exp
     }
     records
 }
+
+/// The legacy lines of generated traffic.
+pub(crate) fn lines(records: &[(LegacyLine, Expect)]) -> Vec<LegacyLine> {
+    records.iter().map(|(l, _)| l.clone()).collect()
+}
+
+/// What generated traffic expects.
+pub(crate) fn expects(records: &[(LegacyLine, Expect)]) -> Vec<Expect> {
+    records.iter().map(|(_, e)| e.clone()).collect()
+}
