@@ -313,6 +313,8 @@ async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow
         tokio::task::spawn_blocking(move || recast::run(&config, &stop, &options))
     };
     tokio::pin!(worker);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     let result = loop {
         tokio::select! {
             result = &mut worker => break result,
@@ -320,7 +322,7 @@ async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow
                 tracing::info!("SIGHUP: reloading the mapping");
                 reload.store(true, Ordering::Relaxed);
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut ctrl_c => {
                 tracing::info!("SIGINT: finishing the open batch, then stopping");
                 stop.store(true, Ordering::Relaxed);
                 break worker.await;

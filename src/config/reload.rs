@@ -7,6 +7,8 @@ use super::{Config, LedgerOutput};
 
 /// The sections and keys a reload takes from the files.
 const RELOADED: &[&str] = &["mapping", "scripts", "ledger.schemas"];
+/// Read at start only, though in a reloaded section.
+const READ_AT_START: &[&str] = &["mapping.watch"];
 
 impl Config {
     /// This configuration with the mapping of `newer`: its transforms,
@@ -16,6 +18,7 @@ impl Config {
     pub fn with_mapping_of(&self, newer: Config) -> Config {
         let mut config = self.clone();
         config.raw.mapping = newer.raw.mapping;
+        config.raw.mapping.watch = self.raw.mapping.watch;
         config.raw.scripts = newer.raw.scripts;
         config.transforms = newer.transforms;
         config.mapping = newer.mapping;
@@ -38,17 +41,33 @@ impl Config {
         config
     }
 
+    /// Whether `self`, a configuration with the mapping of a newer file,
+    /// would run differently from `running`: other transforms, schemas,
+    /// hash key or script limits.
+    pub fn mapping_differs(&self, running: &Config) -> bool {
+        let schemas = |config: &Config| -> Vec<String> {
+            config
+                .ledger
+                .schemas()
+                .map(|schemas| schemas.iter().map(|s| s.text.clone()).collect())
+                .unwrap_or_default()
+        };
+        self.mapping.version() != running.mapping.version()
+            || schemas(self) != schemas(running)
+            || self.raw.mapping.hash_key != running.raw.mapping.hash_key
+            || leaves(&self.raw.scripts) != leaves(&running.raw.scripts)
+    }
+
     /// The keys `newer` sets differently from this configuration that a
     /// reload does not apply (`kafka`, `batch.max_records`, …), sorted.
     pub fn unreloaded_changes(&self, newer: &Config) -> Vec<String> {
         let flat = |config: &Config| {
-            let value = toml::Value::try_from(&config.raw).unwrap_or(toml::Value::Boolean(false));
-            let mut keys = Vec::new();
-            flatten("", &value, &mut keys);
+            let mut keys = leaves(&config.raw);
             keys.retain(|(key, _)| {
-                !RELOADED
-                    .iter()
-                    .any(|r| key == r || key.starts_with(&format!("{r}.")))
+                READ_AT_START.contains(&key.as_str())
+                    || !RELOADED
+                        .iter()
+                        .any(|r| key == r || key.starts_with(&format!("{r}.")))
             });
             keys
         };
@@ -63,6 +82,18 @@ impl Config {
         changed.dedup();
         changed
     }
+}
+
+/// Every leaf of a configuration section as a dotted key and its value.
+fn leaves(section: &impl serde::Serialize) -> Vec<(String, toml::Value)> {
+    let mut keys = Vec::new();
+    match toml::Value::try_from(section) {
+        Ok(value) => flatten("", &value, &mut keys),
+        // Never expected (the sections are plain data), but a failure must
+        // not make two configurations look alike.
+        Err(e) => keys.push((format!("(unreadable: {e})"), toml::Value::Boolean(true))),
+    }
+    keys
 }
 
 /// Every leaf of a TOML value as a dotted key and its value.
@@ -124,10 +155,37 @@ mod tests {
         let swapped = running.with_mapping_of(newer);
         assert_eq!(swapped.raw.scripts.max_operations.get(), 1234);
         assert_ne!(swapped.raw.batch.max_records.get(), 7);
+        // Same transforms, other script limits: a mapping that runs
+        // differently.
+        assert!(swapped.mapping_differs(&running));
     }
 
     #[test]
     fn an_unchanged_file_changes_nothing() {
-        assert!(config("").unreloaded_changes(&config("")).is_empty());
+        let running = config("");
+        assert!(running.unreloaded_changes(&config("")).is_empty());
+        assert!(
+            !running
+                .with_mapping_of(config(""))
+                .mapping_differs(&running)
+        );
+    }
+
+    #[test]
+    fn watch_is_read_at_start() {
+        let running = config("");
+        let newer = config("").with_watch();
+        assert_eq!(
+            running.unreloaded_changes(&newer),
+            vec!["mapping.watch".to_owned()]
+        );
+        assert!(!running.with_mapping_of(newer).raw.mapping.watch);
+    }
+
+    impl Config {
+        fn with_watch(mut self) -> Self {
+            self.raw.mapping.watch = true;
+            self
+        }
     }
 }

@@ -654,7 +654,7 @@ mod restore_agrees {
             let swap = swap.index(records.len());
             let cut = swap + cut.index(records.len() - swap + 1);
             let rebuilt = |until: usize| {
-                let (_, mut window) = pipeline_and_window(dir.path(), capacity, TRANSFORM);
+                let mut window = DedupeWindow::new(capacity, Some(std::time::Duration::from_secs(10)));
                 for (offset, ts, value) in &records[until.saturating_sub(capacity as usize)..until] {
                     let _ = new.run(&record(value, *offset, *ts), Some(&mut window), NOW);
                 }

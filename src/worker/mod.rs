@@ -32,7 +32,7 @@ use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::Metrics;
 use crate::worker::kafka::{StartupError, check_cluster};
-use crate::worker::reload::{Prepared, Reloads};
+use crate::worker::reload::{Prepared, Ready, Reloads};
 use crate::worker::restore::{RestoreError, restore};
 use crate::worker::sink::{SendError, Sink, TxnError, owned_headers};
 use crate::worker::source::{Batch, Change, ConsumerFatal, Source, first_offsets, legacy_record};
@@ -79,9 +79,7 @@ pub enum WorkerError {
         #[source]
         source: TxnError,
     },
-    #[error(
-        "cannot rewind after an aborted transaction; restart to resume from the committed offsets"
-    )]
+    #[error("cannot rewind to the committed offsets; restart to resume from them")]
     Rewind(#[source] KafkaError),
     #[error("rebuilding the dedupe window")]
     Restore(#[from] RestoreError),
@@ -200,12 +198,7 @@ struct Worker<'a> {
 impl Worker<'_> {
     fn run_loop(&mut self, stop: &AtomicBool, options: &RunOptions) -> Result<Totals, WorkerError> {
         let batch_config = &self.config.raw.batch;
-        let mut window = self
-            .config
-            .raw
-            .dedupe
-            .as_ref()
-            .map(|d| DedupeWindow::new(d.capacity.get(), d.ttl));
+        let mut window = new_window(self.config);
         let mut totals = Totals::default();
         let mut transactions = 0u64;
         let mut consecutive_aborts = 0u32;
@@ -215,7 +208,7 @@ impl Worker<'_> {
         loop {
             // A new mapping takes over between two transactions.
             if let Some(reload) = self.reloads.poll(&self.running) {
-                self.reloaded(reload, window.as_mut())?;
+                self.reloaded(reload, window.as_mut());
             }
             // Periodic reports run idle or busy, between transactions.
             if reports.lag_at.elapsed() >= LAG_INTERVAL {
@@ -305,8 +298,8 @@ impl Worker<'_> {
     }
 
     /// Acts on a finished reload: swaps a new mapping in, or says why not.
-    /// Its schemas are registered first (a registry that refuses them
-    /// refuses the mapping), and the dedupe windows are rebuilt under it:
+    /// The dedupe windows are rebuilt under it first, into new windows
+    /// (a failure refuses the mapping and leaves everything as it was):
     /// keys come from mapped payloads, so a window keeps meaning "these
     /// requests are in the ledger" only if its keys and the next records'
     /// are computed by the same mapping, which is also what a restore after
@@ -315,44 +308,49 @@ impl Worker<'_> {
         &mut self,
         reload: Result<Prepared, reload::Refusal>,
         window: Option<&mut DedupeWindow>,
-    ) -> Result<(), WorkerError> {
+    ) {
         let running = self.pipeline.mapping_version().to_owned();
         let refused = |metrics: &Metrics, reason: &dyn std::error::Error| {
             tracing::warn!(reason = %chain(reason), mapping_version = %running, "new mapping refused; the running one stays");
             metrics.reload_refused();
         };
-        let candidate = match reload {
-            Ok(Prepared::Ready(candidate)) => candidate,
+        let ready = match reload {
+            Ok(Prepared::Ready(ready)) => ready,
             Ok(Prepared::Unchanged) => {
                 tracing::info!(mapping_version = %running, "the mapping is unchanged");
-                return Ok(());
+                return;
             }
             Err(refusal) => {
                 refused(&self.metrics, &refusal);
-                return Ok(());
+                return;
             }
         };
-        match pipeline(&candidate) {
-            Ok(pipeline) => {
-                self.pipeline = pipeline;
-                self.running = *candidate;
-            }
-            Err(e) => {
-                refused(&self.metrics, &e);
-                return Ok(());
-            }
-        }
-        if let Some(window) = window {
+        let Ready { config, pipeline } = *ready;
+        if let (Some(window), Some(mut rebuilt)) = (window, new_window(self.config)) {
+            let started = Instant::now();
             let assigned = self.source.assigned_partitions();
-            for partition in &assigned {
-                window.drop_partition(*partition);
+            let consumer = self.source.consumer();
+            if let Err(e) = restore(
+                self.config,
+                consumer,
+                self.registry.as_ref(),
+                &pipeline,
+                &mut rebuilt,
+                &assigned,
+            ) {
+                refused(&self.metrics, &e);
+                return;
             }
-            self.rebuild_windows(window, &assigned)?;
+            self.metrics.window_restored(started.elapsed());
+            *window = rebuilt;
+            self.report_windows(window);
         }
+        self.pipeline = pipeline;
+        self.running = config;
+        self.health.progressed();
         let version = self.pipeline.mapping_version();
         self.metrics.mapping_running(version);
         tracing::info!(from = %running, to = %version, "mapping swapped");
-        Ok(())
     }
 
     /// Replaces a producer that failed fatally without being fenced (whose
@@ -375,11 +373,7 @@ impl Worker<'_> {
             .rewind_to_committed(batch_first, self.config.raw.kafka.connect_timeout)
             .map_err(WorkerError::Rewind)?;
         if let Some(window) = window {
-            let assigned = self.source.assigned_partitions();
-            for partition in &assigned {
-                window.drop_partition(*partition);
-            }
-            self.rebuild_windows(window, &assigned)?;
+            self.rebuild_windows(window, &self.source.assigned_partitions())?;
         }
         tracing::info!("producer replaced; resuming from the committed offsets");
         Ok(())
@@ -441,7 +435,8 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Rebuilds the windows of `partitions` from the legacy log.
+    /// Rebuilds the windows of `partitions` from the legacy log, replacing
+    /// what they held.
     fn rebuild_windows(
         &self,
         window: &mut DedupeWindow,
@@ -640,6 +635,15 @@ impl Worker<'_> {
             ))),
         }
     }
+}
+
+/// The dedupe window `[dedupe]` asks for, empty.
+fn new_window(config: &Config) -> Option<DedupeWindow> {
+    config
+        .raw
+        .dedupe
+        .as_ref()
+        .map(|d| DedupeWindow::new(d.capacity.get(), d.ttl))
 }
 
 /// An error and its sources, `: `-separated, for a log line.

@@ -16,7 +16,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError, Origin};
+use crate::pipeline::Pipeline;
 use crate::tools::{check, golden};
+use crate::worker::kafka::StartupError;
 
 /// How often `mapping.watch` looks at the files.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -28,8 +30,12 @@ pub(crate) enum Refusal {
     Config(#[from] ConfigError),
     #[error("{}", .0.join("; "))]
     Checks(Vec<String>),
-    #[error("the preparation of the new mapping panicked")]
-    Panicked,
+    #[error("registering the new schemas")]
+    Register(#[source] StartupError),
+    #[error("the configuration is the embedded default, which cannot change: run with --config")]
+    Embedded,
+    #[error("the preparation of the new mapping panicked: {0}")]
+    Panicked(String),
 }
 
 /// What a finished preparation found.
@@ -37,8 +43,16 @@ pub(crate) enum Refusal {
 pub(crate) enum Prepared {
     /// The files hold the mapping and schemas that run.
     Unchanged,
-    /// The running configuration with a new mapping that passed every check.
-    Ready(Box<Config>),
+    /// A new mapping that passed every check, its schemas registered.
+    Ready(Box<Ready>),
+}
+
+/// A mapping ready to swap in.
+#[derive(Debug)]
+pub(crate) struct Ready {
+    /// The running configuration with the new mapping.
+    pub(crate) config: Config,
+    pub(crate) pipeline: Pipeline,
 }
 
 /// Reload requests and the preparation they started.
@@ -64,7 +78,14 @@ impl Reloads {
     pub(crate) fn poll(&mut self, running: &Config) -> Option<Result<Prepared, Refusal>> {
         if self.preparing.as_ref().is_some_and(JoinHandle::is_finished) {
             let finished = self.preparing.take()?.join();
-            return Some(finished.unwrap_or(Err(Refusal::Panicked)));
+            return Some(finished.unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|m| (*m).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Refusal::Panicked(message))
+            }));
         }
         if self.preparing.is_none() && self.requested.swap(false, Ordering::Relaxed) {
             tracing::info!("reading the mapping again");
@@ -78,11 +99,12 @@ impl Reloads {
 /// Reads the configuration again and checks its mapping against the
 /// `running` one.
 fn prepare(running: &Config) -> Result<Prepared, Refusal> {
-    let path = match &running.origin {
-        Origin::File(path) => Some(path.as_path()),
-        Origin::Embedded => None,
+    let Origin::File(path) = &running.origin else {
+        return Err(Refusal::Embedded);
     };
-    let loaded = Config::load(path, std::env::vars())?;
+    // The environment is the one the process started with: a secret
+    // rotated in it (`RECAST_MAPPING__HASH_KEY`) needs a restart.
+    let loaded = Config::load(Some(path), std::env::vars())?;
     let unreloaded = running.unreloaded_changes(&loaded);
     if !unreloaded.is_empty() {
         tracing::warn!(
@@ -91,11 +113,7 @@ fn prepare(running: &Config) -> Result<Prepared, Refusal> {
         );
     }
     let candidate = running.with_mapping_of(loaded);
-    // The mapping version hashes the transform files only: a change of
-    // schemas alone is a reload too.
-    if candidate.mapping.version() == running.mapping.version()
-        && schema_texts(&candidate) == schema_texts(running)
-    {
+    if !candidate.mapping_differs(running) {
         return Ok(Prepared::Unchanged);
     }
     let registry = candidate.registry();
@@ -115,38 +133,44 @@ fn prepare(running: &Config) -> Result<Prepared, Refusal> {
             Err(e) => problems.push(e.to_string()),
         }
     }
-    if problems.is_empty() {
-        Ok(Prepared::Ready(Box::new(candidate)))
-    } else {
-        Err(Refusal::Checks(problems))
+    if !problems.is_empty() {
+        return Err(Refusal::Checks(problems));
     }
-}
-
-fn schema_texts(config: &Config) -> Vec<&str> {
-    config
-        .ledger
-        .schemas()
-        .map(|schemas| schemas.iter().map(|s| s.text.as_str()).collect())
-        .unwrap_or_default()
+    // Registering is idempotent: a mapping refused later (its window
+    // could not be rebuilt) leaves versions the next attempt reuses.
+    let pipeline = super::pipeline(&candidate).map_err(Refusal::Register)?;
+    Ok(Prepared::Ready(Box::new(Ready {
+        config: candidate,
+        pipeline,
+    })))
 }
 
 /// Raises `requested` whenever a file in the directories of the mapping
-/// changes (the configuration file, the transforms, the schemas, the golden
-/// cases). Files are compared by size and modification time, following
-/// symbolic links, so a Kubernetes `ConfigMap` update (a swapped link to a new
-/// directory) counts.
+/// at start changes (the configuration file, the transforms, the schemas,
+/// the golden cases), once the files have stopped changing for one look:
+/// an edit caught halfway would be refused. Files are compared by size and
+/// modification time, following symbolic links, so a Kubernetes
+/// `ConfigMap` update (a swapped link to a new directory) counts.
 pub(crate) fn watch(config: &Config, requested: Arc<AtomicBool>) -> std::io::Result<()> {
+    if matches!(config.origin, Origin::Embedded) {
+        tracing::warn!("mapping.watch: the embedded configuration cannot change; not watching");
+        return Ok(());
+    }
     let dirs = watched_dirs(config);
     tracing::info!(?dirs, "watching the mapping's files");
     std::thread::Builder::new()
         .name("mapping-watch".into())
         .spawn(move || {
             let mut seen = fingerprint(&dirs);
+            let mut changed = false;
             loop {
                 std::thread::sleep(WATCH_INTERVAL);
                 let now = fingerprint(&dirs);
                 if now != seen {
                     seen = now;
+                    changed = true;
+                } else if changed {
+                    changed = false;
                     tracing::info!("a file of the mapping changed");
                     requested.store(true, Ordering::Relaxed);
                 }
