@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::defaults;
+use crate::pipeline::decode::DuplicateKeys;
 use crate::pipeline::dedupe::DedupeConfig;
 use crate::pipeline::mapping::ScriptsConfig;
 use crate::registry::RegistryConfig;
@@ -161,6 +162,10 @@ pub struct SourceConfig {
     /// part-way through a migration).
     #[serde(default)]
     pub format: LegacyFormat,
+    /// A JSON object with the same key twice: `reject` it (default) or let
+    /// the `last_wins`, for producers known to repeat keys.
+    #[serde(default)]
+    pub duplicate_keys: DuplicateKeys,
 }
 
 /// How legacy values are encoded.

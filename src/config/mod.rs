@@ -204,6 +204,7 @@ impl Config {
     fn json_decoder(&self) -> Decoder {
         let limits = &self.raw.limits;
         Decoder::new(limits.max_value_bytes.get(), limits.max_json_depth.get())
+            .with_duplicate_keys(self.raw.source.duplicate_keys)
     }
 
     fn build(&self, decoder: Decoder, encoding: Encoding) -> Pipeline {

@@ -6,10 +6,17 @@
 //! an object. Each becomes a [`DecodeError`] whose message is the reason
 //! written to the dead-letter topic.
 //!
+//! JSON is read strictly: an object with the same key twice is rejected
+//! (`source.duplicate_keys = "last_wins"` takes the last, for producers
+//! known to repeat keys); a byte-order mark, `NaN` and `Infinity`, and
+//! escapes of lone surrogates are invalid JSON. Numbers beyond `u64` and
+//! `i64` are read as the nearest `f64`, as every JSON parser does.
+//!
 //! With `source.format = "avro"` or `"auto"`, a value in the Confluent wire
 //! format (magic byte 0, which no JSON text starts with) is Avro: decoded
 //! with its writer schema from the registry.
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::avro::{WriterSchemas, split_frame};
@@ -42,11 +49,24 @@ pub enum DecodeError {
     NotAvro,
 }
 
+/// What an object with the same key twice means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateKeys {
+    /// The record is rejected: a ledger of facts does not guess which
+    /// value was meant.
+    #[default]
+    Reject,
+    /// The last value wins (what most JSON parsers do).
+    LastWins,
+}
+
 /// The decode stage, with its limits.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     max_value_bytes: usize,
     max_depth: usize,
+    duplicate_keys: DuplicateKeys,
     /// Set when legacy values may be Avro.
     writer_schemas: Option<WriterSchemas>,
     /// Whether values may be JSON.
@@ -58,8 +78,18 @@ impl Decoder {
         Self {
             max_value_bytes,
             max_depth,
+            duplicate_keys: DuplicateKeys::Reject,
             writer_schemas: None,
             json: true,
+        }
+    }
+
+    /// Reads objects with the same key twice as `duplicate_keys` says.
+    #[must_use]
+    pub fn with_duplicate_keys(self, duplicate_keys: DuplicateKeys) -> Self {
+        Self {
+            duplicate_keys,
+            ..self
         }
     }
 
@@ -108,7 +138,11 @@ impl Decoder {
                 limit: self.max_depth,
             });
         }
-        match serde_json::from_str(text) {
+        let parsed = match self.duplicate_keys {
+            DuplicateKeys::Reject => serde_json::from_str(text).map(|Strict(value)| value),
+            DuplicateKeys::LastWins => serde_json::from_str(text),
+        };
+        match parsed {
             Ok(Value::Object(map)) => Ok(map),
             Ok(other) => Err(DecodeError::NotAnObject {
                 found: json_kind(&other),
@@ -124,6 +158,76 @@ impl Decoder {
                     .to_owned(),
             }),
         }
+    }
+}
+
+/// A JSON value whose objects never repeat a key.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON text has no NaN or infinity: every f64 it yields is finite.
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "duplicate key `{key}` (source.duplicate_keys = \"reject\")"
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -212,6 +316,44 @@ mod tests {
         );
         let quoted = r#"{"a": "[[[[[[[[[[[[\"[[[[[[["}"#;
         assert!(d.decode(Some(quoted.as_bytes())).is_ok());
+    }
+
+    #[test]
+    fn a_key_twice_is_rejected_unless_the_last_may_win() {
+        let twice =
+            br#"{"command": "CHECKOUT", "cart": {"id": 1, "id": 2}, "command": "ADD_TO_CART"}"#;
+        let err = decoder().decode(Some(twice)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid JSON at line 1 column 46: duplicate key `id` (source.duplicate_keys = \"reject\")"
+        );
+        let last = decoder()
+            .with_duplicate_keys(DuplicateKeys::LastWins)
+            .decode(Some(twice))
+            .unwrap();
+        assert_eq!(last["command"], "ADD_TO_CART");
+        // Strict reading changes nothing else.
+        let text = r#"{"a": [1, -2, 3.5, 18446744073709551615, null, true, "\u00e9"], "b": {}}"#;
+        assert_eq!(
+            Value::Object(decoder().decode(Some(text.as_bytes())).unwrap()),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
+    }
+
+    #[test]
+    fn ambiguous_forms_have_an_outcome() {
+        let d = decoder();
+        let invalid =
+            |text: &[u8]| matches!(d.decode(Some(text)), Err(DecodeError::InvalidJson { .. }));
+        assert!(invalid("\u{feff}{\"a\": 1}".as_bytes()), "byte-order mark");
+        assert!(invalid(br#"{"a": NaN}"#));
+        assert!(invalid(br#"{"a": Infinity}"#));
+        assert!(invalid(br#"{"a": "\ud800"}"#), "lone surrogate");
+        // Beyond u64: the nearest f64, as JSON parsers read it.
+        let big = d
+            .decode(Some(br#"{"a": 123456789012345678901234567890}"#))
+            .unwrap();
+        assert_eq!(big["a"].as_f64(), Some(1.234_567_890_123_456_8e29));
     }
 
     #[test]

@@ -65,6 +65,11 @@ fn cases() -> Vec<Bad> {
         ),
         rejected("deep", Some(deep.as_bytes()), "JSON nested deeper"),
         rejected(
+            "twice",
+            Some(br#"{"command": "CHECKOUT", "cartId": "c", "command": "ADD_TO_CART"}"#),
+            "invalid JSON at line 1 column 48: duplicate key `command`",
+        ),
+        rejected(
             "array",
             Some(b"[1, 2, 3]"),
             "JSON value is an array, not an object",
