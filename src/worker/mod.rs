@@ -35,7 +35,9 @@ use crate::worker::kafka::{StartupError, check_cluster};
 use crate::worker::reload::{Prepared, Ready, Reloads};
 use crate::worker::restore::{RestoreError, restore};
 use crate::worker::sink::{SendError, Sink, TxnError, owned_headers};
-use crate::worker::source::{Batch, Change, ConsumerFatal, Source, first_offsets, legacy_record};
+use crate::worker::source::{
+    Batch, Change, ConsumerFatal, Source, first_offsets, legacy_record, next_offsets,
+};
 
 /// First wait after a repeated abort; doubles per consecutive abort.
 const ABORT_BACKOFF: Duration = Duration::from_millis(50);
@@ -261,8 +263,8 @@ impl Worker<'_> {
                     consecutive_renewals = 0;
                     continue;
                 }
-                Err(e) if e.is_abortable() || e.needs_new_producer() => e,
-                Err(e) => return Err(WorkerError::Transaction(e)),
+                Err(f) if f.error.is_abortable() || f.error.needs_new_producer() => f,
+                Err(f) => return Err(WorkerError::Transaction(f.error)),
             };
             // Take the failed batch's keys back: after an abort the window
             // holds exactly the committed ones; after a producer failure it
@@ -270,31 +272,60 @@ impl Worker<'_> {
             if let Some(window) = window.as_mut() {
                 window.abort();
             }
-            totals.aborted += 1;
-            self.metrics.batch_aborted();
-            let failure = if failure.is_abortable() {
+            let Failed {
+                error,
+                counts,
+                elapsed,
+            } = *failure;
+            let aborting = error.is_abortable();
+            let error = if aborting {
+                totals.aborted += 1;
+                self.metrics.batch_aborted();
                 consecutive_aborts += 1;
-                match self.recover(&batch, &chain(&failure), consecutive_aborts, stop) {
+                match self.recover(&batch, &chain(&error), consecutive_aborts, stop) {
                     Ok(()) => continue,
                     // The producer failed while aborting.
                     Err(WorkerError::Abort { source, .. }) if source.needs_new_producer() => source,
                     Err(e) => return Err(e),
                 }
             } else {
-                failure
+                error
             };
             consecutive_renewals += 1;
             if consecutive_renewals > MAX_PRODUCER_RENEWALS {
                 return Err(WorkerError::ProducerFailing {
                     renewals: MAX_PRODUCER_RENEWALS,
-                    last: failure,
+                    last: error,
                 });
             }
-            let first = first_offsets(&batch);
+            let (first, next) = (first_offsets(&batch), next_offsets(&batch));
             drop(batch);
-            self.renew_producer(&failure, &first, window.as_mut())?;
+            let resumed = self.renew_producer(&error, &first, window.as_mut())?;
+            if !aborting {
+                self.count_in_doubt(&mut totals, &counts, elapsed, &next, &resumed);
+            }
         }
         Ok(totals)
+    }
+
+    /// Counts a transaction whose producer failed during it: whether it
+    /// committed shows in where the group resumed, past the batch if it did.
+    fn count_in_doubt(
+        &self,
+        totals: &mut Totals,
+        counts: &Counts,
+        elapsed: Duration,
+        next: &BTreeMap<i32, i64>,
+        resumed: &BTreeMap<i32, i64>,
+    ) {
+        if next.iter().all(|(p, n)| resumed.get(p) >= Some(n)) {
+            totals.records.add(counts);
+            totals.committed += 1;
+            self.metrics.batch_committed(counts, elapsed);
+        } else {
+            totals.aborted += 1;
+            self.metrics.batch_aborted();
+        }
     }
 
     /// Acts on a finished reload: swaps a new mapping in, or says why not.
@@ -360,23 +391,29 @@ impl Worker<'_> {
     /// may have struck after the commit reached the broker, so the batch's
     /// own offsets are no guide: the consumer and the dedupe window resume
     /// from the committed offsets, exactly as after a restart.
+    ///
+    /// Returns the offsets the partitions resumed from.
     fn renew_producer(
         &mut self,
         failure: &TxnError,
         batch_first: &BTreeMap<i32, i64>,
         window: Option<&mut DedupeWindow>,
-    ) -> Result<(), WorkerError> {
+    ) -> Result<BTreeMap<i32, i64>, WorkerError> {
         tracing::warn!(error = %chain(failure), "the producer failed; replacing it");
         self.sink = Sink::connect(self.config).map_err(WorkerError::Renew)?;
         self.metrics.producer_renewed();
-        self.source
+        let resumed = self
+            .source
             .rewind_to_committed(batch_first, self.config.raw.kafka.connect_timeout)
             .map_err(WorkerError::Rewind)?;
         if let Some(window) = window {
             self.rebuild_windows(window, &self.source.assigned_partitions())?;
         }
-        tracing::info!("producer replaced; resuming from the committed offsets");
-        Ok(())
+        tracing::info!(
+            ?resumed,
+            "producer replaced; resuming from the committed offsets"
+        );
+        Ok(resumed)
     }
 
     /// Aborts the open transaction and rewinds its partitions, so the batch
@@ -491,12 +528,41 @@ impl Worker<'_> {
         &self,
         batch: &Batch<'_>,
         sequence: u64,
-        mut window: Option<&mut DedupeWindow>,
-    ) -> Result<Counts, TxnError> {
+        window: Option<&mut DedupeWindow>,
+    ) -> Result<Counts, Box<Failed>> {
         let first = batch.first().map_or(0, Message::offset);
         let span = tracing::debug_span!("transaction", sequence, records = batch.len(), first);
         let _entered = span.enter();
         let started = Instant::now();
+        let mut counts = Counts::default();
+        match self.write_transaction(batch, sequence, window, &mut counts) {
+            Ok(()) => {
+                self.metrics.batch_committed(&counts, started.elapsed());
+                self.health.progressed();
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    %counts,
+                    "committed"
+                );
+                Ok(counts)
+            }
+            Err(error) => Err(Box::new(Failed {
+                error,
+                counts,
+                elapsed: started.elapsed(),
+            })),
+        }
+    }
+
+    /// Writes the batch's events and dead letters, sends its offsets and
+    /// commits; `counts` sums what its records came to.
+    fn write_transaction(
+        &self,
+        batch: &Batch<'_>,
+        sequence: u64,
+        mut window: Option<&mut DedupeWindow>,
+        counts: &mut Counts,
+    ) -> Result<(), TxnError> {
         if let (Some(registry), Some(schemas)) = (&self.registry, self.pipeline.writer_schemas()) {
             registry
                 .fetch_writer_schemas(schemas, batch.iter().map(Message::payload))
@@ -504,7 +570,6 @@ impl Worker<'_> {
         }
         self.sink.begin()?;
         let recorded_at_ms = now_ms();
-        let mut counts = Counts::default();
         for message in batch {
             let record = legacy_record(message);
             let outcome = self
@@ -544,14 +609,7 @@ impl Worker<'_> {
                 .sink
                 .drill_failure("fail_producer_after_commit", sequence));
         }
-        self.metrics.batch_committed(&counts, started.elapsed());
-        self.health.progressed();
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            %counts,
-            "committed"
-        );
-        Ok(counts)
+        Ok(())
     }
 
     /// Writes a record's events to the ledger.
@@ -635,6 +693,14 @@ impl Worker<'_> {
             ))),
         }
     }
+}
+
+/// A transaction that failed, with what its records came to (all of them,
+/// when it failed at or after the commit) and how long it ran.
+struct Failed {
+    error: TxnError,
+    counts: Counts,
+    elapsed: Duration,
 }
 
 /// The dedupe window `[dedupe]` asks for, empty.

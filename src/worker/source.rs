@@ -265,12 +265,8 @@ impl Source {
     /// The offsets to commit for a batch: per partition, one past its last
     /// record.
     pub(crate) fn next_offsets(&self, batch: &Batch<'_>) -> TopicPartitionList {
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for message in batch {
-            next.insert(message.partition(), message.offset() + 1);
-        }
         let mut tpl = TopicPartitionList::new();
-        for (partition, offset) in next {
+        for (partition, offset) in next_offsets(batch) {
             tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
                 .expect("a concrete offset is always valid");
         }
@@ -305,11 +301,12 @@ impl Source {
     /// offset has read nothing outside the failed batch (every earlier
     /// batch of it committed an offset), so it goes back to the batch's
     /// first record, in `batch_first`.
+    /// Returns the offsets it moved to.
     pub(crate) fn rewind_to_committed(
         &self,
         batch_first: &BTreeMap<i32, i64>,
         timeout: Duration,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<BTreeMap<i32, i64>, KafkaError> {
         let committed = self
             .consumer
             .committed_offsets(self.consumer.assignment()?, timeout)?;
@@ -327,7 +324,8 @@ impl Source {
                 }
             }
         }
-        self.rewind(&offsets)
+        self.rewind(&offsets)?;
+        Ok(offsets)
     }
 }
 
@@ -354,6 +352,15 @@ pub(crate) fn legacy_record<'m>(message: &'m BorrowedMessage<'_>) -> LegacyRecor
             .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
             .unwrap_or_default(),
     }
+}
+
+/// Each partition's next offset after a batch: one past its last record.
+pub(crate) fn next_offsets(batch: &Batch<'_>) -> BTreeMap<i32, i64> {
+    let mut next = BTreeMap::new();
+    for message in batch {
+        next.insert(message.partition(), message.offset() + 1);
+    }
+    next
 }
 
 /// Each partition's first offset in a batch: where to rewind to.

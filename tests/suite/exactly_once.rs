@@ -230,7 +230,7 @@ fn an_aborted_transaction_is_invisible_and_its_records_land_once() {
 /// open transaction and the batch is written again; after the commit, the
 /// batch is not read again: the worker resumes from the committed offsets,
 /// not from the batch (the dead letters, which no window dedupes, would
-/// show a batch written twice).
+/// show a batch written twice). Counts follow the ledger either way.
 #[test]
 fn a_failed_producer_is_replaced_and_every_record_lands_once() {
     let s = Scenario::new("renew", 2);
@@ -247,6 +247,10 @@ fn a_failed_producer_is_replaced_and_every_record_lands_once() {
         2,
         "{log}"
     );
+    // The transaction that failed after its commit counts as committed
+    // (its records once), the one that failed before it as aborted.
+    assert!(log.contains("worker stopped consumed=3000 "), "{log}");
+    assert!(log.contains(" aborted=1"), "{log}");
     let ledger = s.ledger();
     assert!(
         ledger.aborted > 0,
