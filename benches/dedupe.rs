@@ -16,9 +16,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use recast::DedupeWindow;
 use recast::restore;
 use recast::{Config, EMBEDDED_DEFAULT, Origin};
+use recast::{DedupeWindow, Memory};
 
 const ENTRIES: u64 = 1_000_000;
 const OPS: u64 = 10_000;

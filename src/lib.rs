@@ -43,7 +43,7 @@ pub use config::{Config, ConfigError, EMBEDDED_DEFAULT, LedgerOutput, Origin};
 // The one record path, and the stages the benches drive one by one.
 pub use avro::split_frame;
 pub use pipeline::decode::Decoder;
-pub use pipeline::dedupe::DedupeWindow;
+pub use pipeline::dedupe::{DedupeWindow, Memory};
 pub use pipeline::envelope;
 pub use pipeline::mapping::{Mapped, Mapping, TransformFile};
 pub use pipeline::record::{LegacyRecord, Position};
@@ -54,10 +54,11 @@ pub use pipeline::{
 
 // The worker (`recast run`).
 pub use worker::kafka::client_config;
+pub use worker::redrive::{DryRun, Filters, IndexError, RedriveOptions, dry_run};
 pub use worker::restore::{RestoreError, restore};
 pub use worker::sink::TxnError;
 pub use worker::source::ConsumerFatal;
-pub use worker::{RunOptions, WorkerError, run};
+pub use worker::{RunOptions, Totals, WorkerError, run, run_redrive};
 
 // The schema registry.
 pub use registry::dev::DevRegistry;

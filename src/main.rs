@@ -12,7 +12,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use recast::{
-    Config, ConfigError, RunOptions, WorkerError, create_topics, golden, inspect, legacy_file, load,
+    Config, ConfigError, Filters, RedriveOptions, RunOptions, Totals, WorkerError, create_topics,
+    golden, inspect, legacy_file, load,
 };
 
 #[derive(Debug, Parser)]
@@ -45,6 +46,40 @@ enum Command {
     Run {
         /// Stop once no record has arrived for this long (e.g. "5s"): for
         /// backfills and the quickstart. Default: run until SIGTERM/SIGINT.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        stop_when_idle: Option<Duration>,
+    },
+    /// Re-drive dead letters after a mapping fix: each runs again as the
+    /// legacy record it was (same position, so the same event ids), in
+    /// transactions with the dead-letter offsets, exactly once. Dead
+    /// letters the configured mapping rejected, and requests the ledger
+    /// already holds, are passed over. Run it beside the worker, once the
+    /// worker runs the fix.
+    Redrive {
+        /// Only dead letters this stage rejected (repeatable): decode,
+        /// mapping, schema, encode.
+        #[arg(long = "stage", value_parser = ["decode", "mapping", "schema", "encode"])]
+        stages: Vec<String>,
+        /// Only dead letters whose reason this regular expression matches.
+        #[arg(long)]
+        reason_matches: Option<regex::Regex>,
+        /// Only dead letters this mapping version rejected (repeatable; the
+        /// `recast.mapping.version` header).
+        #[arg(long = "rejected-by")]
+        rejected_by: Vec<String>,
+        /// The re-drive's consumer group. Default: `<kafka.group_id>-redrive`.
+        /// A new group reads the dead-letter topic from its start.
+        #[arg(long)]
+        group: Option<String>,
+        /// How far back, by record time, the ledger is read to learn what
+        /// it holds.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        lookback: Duration,
+        /// Decide everything and print what would happen; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop once no dead letter has arrived for this long (e.g. "10s").
+        /// Default: run until SIGTERM/SIGINT.
         #[arg(long, value_parser = humantime::parse_duration)]
         stop_when_idle: Option<Duration>,
     },
@@ -159,6 +194,31 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         .build()?;
     match command {
         Command::Run { stop_when_idle } => runtime.block_on(run_worker(config, stop_when_idle)),
+        Command::Redrive {
+            stages,
+            reason_matches,
+            rejected_by,
+            group,
+            lookback,
+            dry_run,
+            stop_when_idle,
+        } => {
+            let options = RedriveOptions {
+                group: group.unwrap_or_else(|| RedriveOptions::default_group(config)),
+                filters: Filters {
+                    stages,
+                    reason: reason_matches,
+                    rejected_by,
+                },
+                lookback,
+                stop_when_idle,
+            };
+            if dry_run {
+                print!("{}", recast::dry_run(config, &options)?);
+                return Ok(());
+            }
+            runtime.block_on(redrive(config, options))
+        }
         Command::Check { offline } => check(config, offline),
         Command::DevRegistry { listen } => {
             let registry = recast::DevRegistry::start(&listen)
@@ -299,18 +359,55 @@ fn replay(config: &Config, input: &Path, output: Option<&Path>) -> anyhow::Resul
 }
 
 async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     let options = RunOptions {
         stop_when_idle,
         reload: reload.clone(),
     };
+    let config = config.clone();
+    supervise(Some(reload), move |stop| {
+        recast::run(&config, stop, &options)
+    })
+    .await?;
+    Ok(())
+}
+
+async fn redrive(config: &Config, options: RedriveOptions) -> anyhow::Result<()> {
+    let config = config.clone();
+    let totals = supervise(None, move |stop| {
+        recast::run_redrive(&config, stop, &options)
+    })
+    .await?;
+    print_redrive(&totals);
+    Ok(())
+}
+
+/// What this re-drive did, on standard output.
+fn print_redrive(totals: &Totals) {
+    let counts = &totals.records;
+    println!("re-drive: {counts}");
+    for (event_type, count) in &counts.events {
+        println!("  {count:>8}  {event_type}");
+    }
+    println!(
+        "{} transactions committed, {} aborted",
+        totals.committed, totals.aborted
+    );
+}
+
+/// Runs a loop on its own thread and turns signals into its stop (SIGTERM,
+/// SIGINT) and reload (SIGHUP, when `reload` is given) flags.
+async fn supervise(
+    reload: Option<Arc<AtomicBool>>,
+    work: impl FnOnce(&Arc<AtomicBool>) -> Result<Totals, WorkerError> + Send + 'static,
+) -> anyhow::Result<Totals> {
+    let stop = Arc::new(AtomicBool::new(false));
     // Handlers first: a signal's default action would end the process.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let worker = {
-        let (config, stop) = (config.clone(), stop.clone());
-        tokio::task::spawn_blocking(move || recast::run(&config, &stop, &options))
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || work(&stop))
     };
     tokio::pin!(worker);
     let ctrl_c = tokio::signal::ctrl_c();
@@ -319,8 +416,12 @@ async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow
         tokio::select! {
             result = &mut worker => break result,
             _ = sighup.recv() => {
-                tracing::info!("SIGHUP: reloading the mapping");
-                reload.store(true, Ordering::Relaxed);
+                if let Some(reload) = &reload {
+                    tracing::info!("SIGHUP: reloading the mapping");
+                    reload.store(true, Ordering::Relaxed);
+                } else {
+                    tracing::warn!("SIGHUP: a re-drive keeps its mapping; restart it to change it");
+                }
             }
             _ = &mut ctrl_c => {
                 tracing::info!("SIGINT: finishing the open batch, then stopping");
@@ -335,7 +436,7 @@ async fn run_worker(config: &Config, stop_when_idle: Option<Duration>) -> anyhow
         }
     };
     match result.context("worker thread panicked")? {
-        Ok(_) => Ok(()),
+        Ok(totals) => Ok(totals),
         Err(e @ (WorkerError::Startup(_) | WorkerError::Listen { .. })) => {
             bail!("cannot start: {e}")
         }

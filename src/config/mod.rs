@@ -222,11 +222,6 @@ impl Config {
     pub fn registry(&self) -> Option<Registry> {
         self.raw.registry.as_ref().map(Registry::new)
     }
-
-    /// The producer's `transactional.id`: stable per instance, unique per group.
-    pub fn transactional_id(&self) -> String {
-        format!("{}-{}", self.raw.kafka.group_id, self.instance_id)
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub(crate) mod dead_letter;
 pub(crate) mod decode;
 pub(crate) mod dedupe;
 pub mod envelope;
+pub(crate) mod event_headers;
 pub(crate) mod mapping;
 mod outcome;
 pub(crate) mod record;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use crate::avro::{LedgerSchemas, WriterSchemas};
 use crate::pipeline::decode::Decoder;
-use crate::pipeline::dedupe::{DedupeKey, DedupeWindow, KeySource, Verdict};
+use crate::pipeline::dedupe::{DedupeKey, KeySource, Memory, Verdict};
 use crate::pipeline::envelope::{EnvelopeContext, Header, encode_avro, encode_json, header};
 use crate::pipeline::mapping::{EventBody, Mapped, Mapping};
 use crate::pipeline::record::LegacyRecord;
@@ -96,7 +97,7 @@ impl Pipeline {
     pub fn run(
         &self,
         record: &LegacyRecord<'_>,
-        window: Option<&mut DedupeWindow>,
+        window: Option<&mut dyn Memory>,
         recorded_at_ms: i64,
     ) -> RecordOutcome {
         let bodies = match self.map(record) {
@@ -124,7 +125,7 @@ impl Pipeline {
                 .collect(),
             None => vec![Verdict::New; keys.len()],
         };
-        let events = match self.envelope(bodies, record, recorded_at_ms) {
+        let events = match self.envelope(bodies, &keys, record, recorded_at_ms) {
             Ok(events) => events,
             Err(rejection) => return RecordOutcome::Rejected(rejection),
         };
@@ -162,6 +163,7 @@ impl Pipeline {
     fn envelope(
         &self,
         bodies: Vec<EventBody>,
+        keys: &[Option<DedupeKey>],
         record: &LegacyRecord<'_>,
         recorded_at_ms: i64,
     ) -> Result<Vec<LedgerEvent>, Rejection> {
@@ -173,7 +175,7 @@ impl Pipeline {
             recorded_at_ms,
         };
         let mut events = Vec::with_capacity(bodies.len());
-        for (index, body) in bodies.into_iter().enumerate() {
+        for (index, (body, dedupe_key)) in bodies.into_iter().zip(keys).enumerate() {
             let value = self
                 .encode(&header(&body, index, &ctx), &body)
                 .map_err(|reason| Rejection {
@@ -195,6 +197,7 @@ impl Pipeline {
                 value,
                 event_type: body.event_type,
                 derived_from: body.derived_from,
+                dedupe_key: *dedupe_key,
             });
         }
         Ok(events)
@@ -265,6 +268,7 @@ fn rejection(stage: Stage, error: &dyn std::error::Error) -> Rejection {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::pipeline::dedupe::DedupeWindow;
     use crate::pipeline::record::Position;
     use serde_json::Value;
 
@@ -461,6 +465,7 @@ mod tests {
 mod restore_agrees {
     use super::*;
     use crate::config::{Config, Origin};
+    use crate::pipeline::dedupe::DedupeWindow;
     use crate::pipeline::record::Position;
     use proptest::prelude::*;
 

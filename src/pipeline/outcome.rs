@@ -43,6 +43,8 @@ pub struct LedgerEvent {
     pub event_type: String,
     /// The command the event type was derived from, when no table named it.
     pub derived_from: Option<String>,
+    /// The request's dedupe key, when `[dedupe]` gave the event one.
+    pub dedupe_key: Option<u128>,
 }
 
 /// What becomes of one legacy record: the one answer every caller of
@@ -62,7 +64,8 @@ pub enum RecordOutcome {
 }
 
 /// Legacy records by outcome. Every record counts once, so the outcomes
-/// add up: `records = with_events + duplicates + filtered + rejected`.
+/// add up: `records = with_events + duplicates + filtered + rejected +
+/// skipped`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     pub records: u64,
@@ -75,6 +78,9 @@ pub struct Counts {
     pub filtered: u64,
     /// Rejected records, per rejecting stage.
     pub rejected: BTreeMap<Stage, u64>,
+    /// Records not run at all, by why: the dead letters re-drive passes
+    /// over (see `recast redrive`). Always empty elsewhere.
+    pub skipped: BTreeMap<&'static str, u64>,
 }
 
 impl Counts {
@@ -103,6 +109,12 @@ impl Counts {
         }
     }
 
+    /// Counts one record passed over without running it.
+    pub fn skip(&mut self, why: &'static str) {
+        self.records += 1;
+        *self.skipped.entry(why).or_default() += 1;
+    }
+
     /// Adds another count to this one (a committed batch to the totals).
     pub fn add(&mut self, other: &Counts) {
         self.records += other.records;
@@ -115,6 +127,9 @@ impl Counts {
         for (stage, n) in &other.rejected {
             *self.rejected.entry(*stage).or_default() += n;
         }
+        for (why, n) in &other.skipped {
+            *self.skipped.entry(why).or_default() += n;
+        }
     }
 
     pub fn events_total(&self) -> u64 {
@@ -123,6 +138,10 @@ impl Counts {
 
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
+    }
+
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
     }
 }
 
@@ -148,6 +167,19 @@ impl std::fmt::Display for Counts {
                 .collect();
             write!(f, " ({})", by_stage.join(", "))?;
         }
+        if !self.skipped.is_empty() {
+            let by_why: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(why, n)| format!("{why} {n}"))
+                .collect();
+            write!(
+                f,
+                ", {} skipped ({})",
+                self.skipped_total(),
+                by_why.join(", ")
+            )?;
+        }
         Ok(())
     }
 }
@@ -162,6 +194,7 @@ mod tests {
             value: Vec::new(),
             event_type: event_type.into(),
             derived_from: None,
+            dedupe_key: None,
         }
     }
 
@@ -193,5 +226,15 @@ mod tests {
             counts.to_string(),
             "5 records: 2 became 4 events, 1 filtered, 1 duplicates, 1 rejected (schema 1)"
         );
+        counts.skip("same mapping");
+        assert_eq!(
+            counts.with_events
+                + counts.duplicates
+                + counts.filtered
+                + counts.rejected_total()
+                + counts.skipped_total(),
+            counts.records
+        );
+        assert!(counts.to_string().ends_with(", 1 skipped (same mapping 1)"));
     }
 }

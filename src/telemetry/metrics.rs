@@ -95,8 +95,21 @@ pub const NAMES: &[&str] = &[
 ];
 
 impl Metrics {
+    /// The metrics of `recast run`.
     pub(crate) fn new(legacy_topic: &str) -> Self {
-        let registry = Registry::new();
+        Self::with_registry(Registry::new(), legacy_topic)
+    }
+
+    /// The metrics of `recast redrive`: the same names, every one labelled
+    /// `redrive="true"`, so a re-drive beside the worker adds to no series
+    /// of the worker's.
+    pub(crate) fn for_redrive(legacy_topic: &str) -> Self {
+        let labels = std::collections::HashMap::from([("redrive".to_owned(), "true".to_owned())]);
+        let registry = Registry::new_custom(None, Some(labels)).expect("a valid label");
+        Self::with_registry(registry, legacy_topic)
+    }
+
+    fn with_registry(registry: Registry, legacy_topic: &str) -> Self {
         let counter =
             |name, help, labels: &[&str]| register(&registry, counter_vec(name, help, labels));
         let gauge =
@@ -115,7 +128,8 @@ impl Metrics {
         );
         let outcomes = counter(
             "recast_records_total",
-            "Committed legacy records by outcome: event, filtered, duplicate, rejected.",
+            "Committed legacy records by outcome: event, filtered, duplicate, rejected \
+             (and, re-driving, skipped).",
             &["topic", "outcome"],
         );
         let rejected = counter(
@@ -221,6 +235,7 @@ impl Metrics {
             ("filtered", batch.filtered),
             ("duplicate", batch.duplicates),
             ("rejected", batch.rejected_total()),
+            ("skipped", batch.skipped_total()),
         ] {
             self.outcomes.with_label_values(&[t, outcome]).inc_by(count);
         }
@@ -312,6 +327,7 @@ mod tests {
             duplicates: 1,
             filtered: 1,
             rejected: [(Stage::Decode, 1)].into(),
+            skipped: std::collections::BTreeMap::new(),
         };
         metrics.batch_committed(&batch, Duration::from_millis(12));
         metrics.mapping_running("4ef906e1411ab8a6");

@@ -4,7 +4,7 @@
 //! one transaction each.
 
 use crate::config::Config;
-use crate::pipeline::dedupe::DedupeWindow;
+use crate::pipeline::dedupe::{DedupeWindow, Memory};
 use crate::pipeline::record::Position;
 use crate::pipeline::{Pipeline, RecordOutcome};
 use crate::tools::legacy_file::LegacyLine;
@@ -41,9 +41,11 @@ impl Offline {
         };
         self.next_offset += 1;
         let record = line.record(position);
-        let outcome = self
-            .pipeline
-            .run(&record, self.window.as_mut(), recorded_at_ms);
+        let outcome = self.pipeline.run(
+            &record,
+            self.window.as_mut().map(|w| w as &mut dyn Memory),
+            recorded_at_ms,
+        );
         if let Some(window) = &mut self.window {
             window.commit();
         }

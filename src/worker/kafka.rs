@@ -114,3 +114,23 @@ fn topic_partitions(
         }),
     }
 }
+
+/// The context of a reader that asks for end-of-partition events
+/// (`enable.partition.eof`): librdkafka reports each one as a global
+/// error too, which for such a reader is the news it waits for, not an
+/// error worth a log line.
+#[derive(Debug, Default)]
+pub(crate) struct EndAware;
+
+impl rdkafka::ClientContext for EndAware {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndAware {}
+
+/// A consumer with the [`EndAware`] context.
+pub(crate) type EndAwareConsumer = BaseConsumer<EndAware>;

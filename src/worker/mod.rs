@@ -9,6 +9,7 @@
 //! owner reads them again from the committed offset).
 
 pub(crate) mod kafka;
+pub(crate) mod redrive;
 pub(crate) mod reload;
 pub(crate) mod restore;
 pub(crate) mod sink;
@@ -25,18 +26,20 @@ use rdkafka::error::KafkaError;
 
 use crate::config::{Config, LedgerOutput};
 use crate::pipeline::dead_letter;
-use crate::pipeline::dedupe::DedupeWindow;
-use crate::pipeline::record::LegacyRecord;
+use crate::pipeline::dedupe::{DedupeWindow, Memory};
+use crate::pipeline::event_headers;
+use crate::pipeline::record::{LegacyRecord, Position};
 use crate::pipeline::{Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection};
 use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::Metrics;
 use crate::worker::kafka::{StartupError, check_cluster};
+use crate::worker::redrive::{IndexError, Redrive, RedriveOptions, Redriven};
 use crate::worker::reload::{Prepared, Ready, Reloads};
 use crate::worker::restore::{RestoreError, restore};
 use crate::worker::sink::{SendError, Sink, TxnError, owned_headers};
 use crate::worker::source::{
-    Batch, Change, ConsumerFatal, Source, first_offsets, legacy_record, next_offsets,
+    Batch, Change, ConsumerFatal, Source, Subscription, first_offsets, legacy_record, next_offsets,
 };
 
 /// First wait after a repeated abort; doubles per consecutive abort.
@@ -87,6 +90,10 @@ pub enum WorkerError {
     Restore(#[from] RestoreError),
     #[error("starting the watch of the mapping's files (mapping.watch)")]
     Watch(#[source] std::io::Error),
+    #[error("indexing what the ledger holds")]
+    Index(#[from] IndexError),
+    #[error("dead-letter partition {partition}: its end not reached within {timeout:?}")]
+    Stalled { partition: i32, timeout: Duration },
 }
 
 /// Options of `recast run` that are not configuration.
@@ -115,7 +122,75 @@ pub fn run(
     stop: &Arc<AtomicBool>,
     options: &RunOptions,
 ) -> Result<Totals, WorkerError> {
-    let metrics = Metrics::new(&config.raw.topics.legacy);
+    let role = Role {
+        name: "worker",
+        subscription: Subscription {
+            topic: config.raw.topics.legacy.clone(),
+            group: config.raw.kafka.group_id.clone(),
+        },
+        metrics: Metrics::new(&config.raw.topics.legacy),
+        stop_when_idle: options.stop_when_idle,
+    };
+    if config.raw.mapping.watch {
+        reload::watch(config, options.reload.clone()).map_err(WorkerError::Watch)?;
+    }
+    let state = State::Legacy(new_window(config));
+    serve(
+        config,
+        stop,
+        role,
+        Reloads::new(options.reload.clone()),
+        state,
+    )
+}
+
+/// Re-drives the dead-letter topic (see `redrive.rs`) until `stop` is
+/// raised, the idle limit passes, or a fatal error occurs. The mapping
+/// is the configuration's: a re-drive does not reload.
+pub fn run_redrive(
+    config: &Config,
+    stop: &Arc<AtomicBool>,
+    options: &RedriveOptions,
+) -> Result<Totals, WorkerError> {
+    let role = Role {
+        name: "redrive",
+        subscription: Subscription {
+            topic: config.raw.topics.dead_letter.clone(),
+            group: options.group.clone(),
+        },
+        metrics: Metrics::for_redrive(&config.raw.topics.legacy),
+        stop_when_idle: options.stop_when_idle,
+    };
+    let state = State::DeadLetters(Box::new(Redrive::new(config, options)?));
+    let never = Arc::new(AtomicBool::new(false));
+    serve(config, stop, role, Reloads::new(never), state)
+}
+
+/// What a loop is: `recast run` or `recast redrive`.
+struct Role {
+    /// In its log lines.
+    name: &'static str,
+    /// What it consumes; its producer's `transactional.id` is
+    /// `<group>-<instance_id>`.
+    subscription: Subscription,
+    metrics: Metrics,
+    stop_when_idle: Option<Duration>,
+}
+
+/// Connects a loop and runs it.
+fn serve(
+    config: &Config,
+    stop: &Arc<AtomicBool>,
+    role: Role,
+    reloads: Reloads,
+    mut state: State,
+) -> Result<Totals, WorkerError> {
+    let Role {
+        name,
+        subscription,
+        metrics,
+        stop_when_idle,
+    } = role;
     // A loop that makes no progress for a transaction timeout is stuck.
     let health = Arc::new(Health::new(config.raw.batch.transaction_timeout));
     if config.raw.http.enabled {
@@ -130,20 +205,19 @@ pub fn run(
     let registry = config.registry();
     let pipeline = pipeline(config)?;
     metrics.mapping_running(pipeline.mapping_version());
-    if config.raw.mapping.watch {
-        reload::watch(config, options.reload.clone()).map_err(WorkerError::Watch)?;
-    }
-    let sink = Sink::connect(config)?;
+    let transactional_id = format!("{}-{}", subscription.group, config.instance_id);
+    let sink = Sink::connect(config, &transactional_id)?;
     health.producer_ready();
-    let source = Source::connect(config)?;
+    let source = Source::connect(config, &subscription)?;
     tracing::info!(
-        legacy = %config.raw.topics.legacy,
+        input = %subscription.topic,
+        group = %subscription.group,
         partitions,
         ledger = %config.raw.topics.ledger,
         dead_letter = %config.raw.topics.dead_letter,
-        transactional_id = %config.transactional_id(),
+        %transactional_id,
         mapping_version = pipeline.mapping_version(),
-        "worker started"
+        "{name} started"
     );
     let mut worker = Worker {
         config,
@@ -151,21 +225,23 @@ pub fn run(
         pipeline,
         source,
         sink,
+        transactional_id,
         metrics,
         health,
-        reloads: Reloads::new(options.reload.clone()),
+        reloads,
         running: config.clone(),
     };
-    let totals = worker.run_loop(stop, options)?;
+    let totals = worker.run_loop(stop, stop_when_idle, &mut state)?;
     tracing::info!(
         consumed = totals.records.records,
         events = totals.records.events_total(),
         filtered = totals.records.filtered,
         duplicates = totals.records.duplicates,
         rejected = totals.records.rejected_total(),
+        skipped = totals.records.skipped_total(),
         transactions = totals.committed,
         aborted = totals.aborted,
-        "worker stopped"
+        "{name} stopped"
     );
     Ok(totals)
 }
@@ -190,6 +266,7 @@ struct Worker<'a> {
     pipeline: Pipeline,
     source: Source,
     sink: Sink,
+    transactional_id: String,
     metrics: Metrics,
     health: Arc<Health>,
     reloads: Reloads,
@@ -198,9 +275,13 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    fn run_loop(&mut self, stop: &AtomicBool, options: &RunOptions) -> Result<Totals, WorkerError> {
+    fn run_loop(
+        &mut self,
+        stop: &AtomicBool,
+        stop_when_idle: Option<Duration>,
+        state: &mut State,
+    ) -> Result<Totals, WorkerError> {
         let batch_config = &self.config.raw.batch;
-        let mut window = new_window(self.config);
         let mut totals = Totals::default();
         let mut transactions = 0u64;
         let mut consecutive_aborts = 0u32;
@@ -210,7 +291,7 @@ impl Worker<'_> {
         loop {
             // A new mapping takes over between two transactions.
             if let Some(reload) = self.reloads.poll(&self.running) {
-                self.reloaded(reload, window.as_mut());
+                self.reloaded(reload, state.window());
             }
             // Periodic reports run idle or busy, between transactions.
             if reports.lag_at.elapsed() >= LAG_INTERVAL {
@@ -230,17 +311,13 @@ impl Worker<'_> {
                 last_record = Instant::now();
                 self.report_changes(&changes);
             }
-            if let Some(window) = window.as_mut() {
-                self.follow_assignment(window, changes)?;
-            }
+            self.follow_assignment(state, changes)?;
             if batch.is_empty() {
                 self.health.progressed();
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                if options
-                    .stop_when_idle
-                    .is_some_and(|idle| last_record.elapsed() >= idle)
+                if stop_when_idle.is_some_and(|idle| last_record.elapsed() >= idle)
                     && self.source.assignment_count() > 0
                 {
                     tracing::info!("no records for the idle limit; stopping");
@@ -250,10 +327,10 @@ impl Worker<'_> {
             }
             last_record = Instant::now();
             transactions += 1;
-            let failure = match self.transact(&batch, transactions, window.as_mut()) {
+            let failure = match self.transact(&batch, transactions, state) {
                 Ok(batch_totals) => {
-                    if let Some(window) = window.as_mut() {
-                        window.commit();
+                    state.commit();
+                    if let Some(window) = state.window() {
                         self.report_windows(window);
                     }
                     totals.records.add(&batch_totals);
@@ -269,9 +346,7 @@ impl Worker<'_> {
             // Take the failed batch's keys back: after an abort the window
             // holds exactly the committed ones; after a producer failure it
             // is rebuilt from the committed offsets.
-            if let Some(window) = window.as_mut() {
-                window.abort();
-            }
+            state.abort();
             let Failed {
                 error,
                 counts,
@@ -300,7 +375,7 @@ impl Worker<'_> {
             }
             let (first, next) = (first_offsets(&batch), next_offsets(&batch));
             drop(batch);
-            let resumed = self.renew_producer(&error, &first, window.as_mut())?;
+            let resumed = self.renew_producer(&error, &first, state)?;
             if !aborting {
                 self.count_in_doubt(&mut totals, &counts, elapsed, &next, &resumed);
             }
@@ -397,17 +472,24 @@ impl Worker<'_> {
         &mut self,
         failure: &TxnError,
         batch_first: &BTreeMap<i32, i64>,
-        window: Option<&mut DedupeWindow>,
+        state: &mut State,
     ) -> Result<BTreeMap<i32, i64>, WorkerError> {
         tracing::warn!(error = %chain(failure), "the producer failed; replacing it");
-        self.sink = Sink::connect(self.config).map_err(WorkerError::Renew)?;
+        self.sink =
+            Sink::connect(self.config, &self.transactional_id).map_err(WorkerError::Renew)?;
         self.metrics.producer_renewed();
         let resumed = self
             .source
             .rewind_to_committed(batch_first, self.config.raw.kafka.connect_timeout)
             .map_err(WorkerError::Rewind)?;
-        if let Some(window) = window {
-            self.rebuild_windows(window, &self.source.assigned_partitions())?;
+        match state {
+            State::Legacy(Some(window)) => {
+                self.rebuild_windows(window, &self.source.assigned_partitions())?;
+            }
+            State::Legacy(None) => {}
+            // Whether the failed transaction's events count shows in the
+            // ledger and the group's offsets.
+            State::DeadLetters(redrive) => self.index_ledger(redrive)?,
         }
         tracing::info!(
             ?resumed,
@@ -450,12 +532,26 @@ impl Worker<'_> {
 
     /// Keeps the dedupe windows in step with the assignment: forget revoked
     /// partitions, rebuild assigned ones before any of their records is
-    /// processed.
+    /// processed. A re-drive reads what the ledger gained instead: the
+    /// dead letters assigned may have been re-driven by another instance.
     fn follow_assignment(
         &self,
-        window: &mut DedupeWindow,
+        state: &mut State,
         changes: Vec<Change>,
     ) -> Result<(), WorkerError> {
+        let window = match state {
+            State::Legacy(Some(window)) => window,
+            State::Legacy(None) => return Ok(()),
+            State::DeadLetters(redrive) => {
+                if changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Assigned(p) if !p.is_empty()))
+                {
+                    self.index_ledger(redrive)?;
+                }
+                return Ok(());
+            }
+        };
         for change in changes {
             match change {
                 Change::Revoked(partitions) => {
@@ -490,6 +586,17 @@ impl Worker<'_> {
         )?;
         self.metrics.window_restored(started.elapsed());
         self.report_windows(window);
+        Ok(())
+    }
+
+    /// Brings a re-drive's index of the ledger up to date.
+    fn index_ledger(&self, redrive: &mut Redrive) -> Result<(), WorkerError> {
+        let started = Instant::now();
+        redrive.catch_up(
+            self.source.consumer(),
+            self.config.raw.kafka.connect_timeout,
+        )?;
+        self.metrics.window_restored(started.elapsed());
         Ok(())
     }
 
@@ -528,14 +635,14 @@ impl Worker<'_> {
         &self,
         batch: &Batch<'_>,
         sequence: u64,
-        window: Option<&mut DedupeWindow>,
+        state: &mut State,
     ) -> Result<Counts, Box<Failed>> {
         let first = batch.first().map_or(0, Message::offset);
         let span = tracing::debug_span!("transaction", sequence, records = batch.len(), first);
         let _entered = span.enter();
         let started = Instant::now();
         let mut counts = Counts::default();
-        match self.write_transaction(batch, sequence, window, &mut counts) {
+        match self.write_transaction(batch, sequence, state, &mut counts) {
             Ok(()) => {
                 self.metrics.batch_committed(&counts, started.elapsed());
                 self.health.progressed();
@@ -560,7 +667,7 @@ impl Worker<'_> {
         &self,
         batch: &Batch<'_>,
         sequence: u64,
-        mut window: Option<&mut DedupeWindow>,
+        state: &mut State,
         counts: &mut Counts,
     ) -> Result<(), TxnError> {
         if let (Some(registry), Some(schemas)) = (&self.registry, self.pipeline.writer_schemas()) {
@@ -571,19 +678,24 @@ impl Worker<'_> {
         self.sink.begin()?;
         let recorded_at_ms = now_ms();
         for message in batch {
-            let record = legacy_record(message);
-            let outcome = self
-                .pipeline
-                .run(&record, window.as_deref_mut(), recorded_at_ms);
-            match &outcome {
-                RecordOutcome::Events(events) => self.write_events(events)?,
-                RecordOutcome::Duplicate { of_offset } => {
-                    tracing::debug!(position = %record.position, of_offset, "duplicate");
+            let read = legacy_record(message);
+            match state {
+                State::Legacy(window) => {
+                    let window = window.as_mut().map(|w| w as &mut dyn Memory);
+                    let outcome = self.pipeline.run(&read, window, recorded_at_ms);
+                    self.write(&read, &outcome, None)?;
+                    counts.count(&outcome);
                 }
-                RecordOutcome::Filtered => {}
-                RecordOutcome::Rejected(rejection) => self.dead_letter(&record, rejection)?,
+                State::DeadLetters(redrive) => {
+                    match redrive.decide(&self.pipeline, &read, recorded_at_ms) {
+                        Redriven::Skipped(why) => counts.skip(why),
+                        Redriven::Ran { record, outcome } => {
+                            self.write(&record, &outcome, Some(read.position))?;
+                            counts.count(&outcome);
+                        }
+                    }
+                }
             }
-            counts.count(&outcome);
         }
         let group = self
             .source
@@ -612,15 +724,44 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Writes a record's events to the ledger.
-    fn write_events(&self, events: &[LedgerEvent]) -> Result<(), TxnError> {
+    /// Writes what a record came to: its events to the ledger, or the
+    /// record to the dead-letter topic. `redriven_from` is the dead letter
+    /// a re-drive read it from.
+    fn write(
+        &self,
+        record: &LegacyRecord<'_>,
+        outcome: &RecordOutcome,
+        redriven_from: Option<Position<'_>>,
+    ) -> Result<(), TxnError> {
+        match outcome {
+            RecordOutcome::Events(events) => {
+                self.write_events(record.position, events, redriven_from)
+            }
+            RecordOutcome::Duplicate { of_offset } => {
+                tracing::debug!(position = %record.position, of_offset, "duplicate");
+                Ok(())
+            }
+            RecordOutcome::Filtered => Ok(()),
+            RecordOutcome::Rejected(rejection) => self.dead_letter(record, rejection),
+        }
+    }
+
+    /// Writes a record's events to the ledger, each with the headers that
+    /// say where it came from (`event_headers`).
+    fn write_events(
+        &self,
+        source: Position<'_>,
+        events: &[LedgerEvent],
+        redriven_from: Option<Position<'_>>,
+    ) -> Result<(), TxnError> {
         for event in events {
+            let headers = event_headers::headers(source, event, redriven_from);
             self.sink
                 .send(
                     &self.config.raw.topics.ledger,
                     Some(event.key.as_bytes()),
                     Some(&event.value),
-                    owned_headers([]),
+                    owned_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_bytes())))),
                 )
                 .map_err(|e| match e {
                     // Sizes were checked against limits.max_output_bytes,
@@ -691,6 +832,42 @@ impl Worker<'_> {
                 record.position,
                 self.sink.max_output_bytes()
             ))),
+        }
+    }
+}
+
+/// What the loop keeps between transactions to drop duplicates, by role.
+enum State {
+    /// `recast run`: windows over the legacy log, when `[dedupe]` asks.
+    Legacy(Option<DedupeWindow>),
+    /// `recast redrive`: what the ledger holds, and which dead letters to
+    /// run.
+    DeadLetters(Box<Redrive>),
+}
+
+impl State {
+    /// The transaction committed: what it remembered stays.
+    fn commit(&mut self) {
+        match self {
+            State::Legacy(Some(window)) => window.commit(),
+            State::Legacy(None) => {}
+            State::DeadLetters(redrive) => redrive.index.commit(),
+        }
+    }
+
+    /// The transaction failed: what it remembered never happened.
+    fn abort(&mut self) {
+        match self {
+            State::Legacy(Some(window)) => window.abort(),
+            State::Legacy(None) => {}
+            State::DeadLetters(redrive) => redrive.index.abort(),
+        }
+    }
+
+    fn window(&mut self) -> Option<&mut DedupeWindow> {
+        match self {
+            State::Legacy(window) => window.as_mut(),
+            State::DeadLetters(_) => None,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::pipeline::dedupe::DedupeWindow;
 use crate::registry::Registry;
-use crate::worker::kafka::client_config;
+use crate::worker::kafka::{EndAware, EndAwareConsumer, client_config};
 use crate::worker::now_ms;
 use crate::worker::source::legacy_record;
 
@@ -125,7 +125,7 @@ fn read_back(
     pending: &mut [Restored],
 ) -> Result<(), RestoreError> {
     let topic = &config.raw.topics.legacy;
-    let consumer: BaseConsumer = client_config(config)
+    let consumer: EndAwareConsumer = client_config(config)
         // librdkafka wants a group for `assign`; this one never joins (no
         // subscription) and never commits.
         .set("group.id", format!("{}-restore", config.raw.kafka.group_id))
@@ -134,7 +134,7 @@ fn read_back(
         .set("enable.partition.eof", "true")
         // A `from` below the log start (retention) starts at the log start.
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(EndAware)
         .map_err(RestoreError::Read)?;
     let mut tpl = TopicPartitionList::new();
     for r in pending.iter() {

@@ -128,9 +128,9 @@ impl Sink {
     /// Creates the producer and initialises transactions, which fences any
     /// older producer with the same `transactional.id` and aborts the
     /// transaction it left open.
-    pub(crate) fn connect(config: &Config) -> Result<Self, StartupError> {
+    pub(crate) fn connect(config: &Config, transactional_id: &str) -> Result<Self, StartupError> {
         let raw = &config.raw;
-        let transactional_id = config.transactional_id();
+        let transactional_id = transactional_id.to_owned();
         let mut client = client_config(config);
         client
             .set("transactional.id", &transactional_id)

@@ -106,7 +106,15 @@ pub struct ConsumerFatal {
 /// A batch of legacy records, in poll order (offset order per partition).
 pub(crate) type Batch<'c> = Vec<BorrowedMessage<'c>>;
 
-/// The legacy-topic consumer.
+/// What a loop consumes, and as which group.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscription {
+    pub topic: String,
+    pub group: String,
+}
+
+/// The consumer of the loop's input: the legacy topic for `recast run`,
+/// the dead-letter topic for `recast redrive`.
 pub(crate) struct Source {
     consumer: BaseConsumer<SourceContext>,
     topic: String,
@@ -122,11 +130,14 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     /// Creates the consumer and joins the group.
-    pub(crate) fn connect(config: &Config) -> Result<Self, StartupError> {
+    pub(crate) fn connect(
+        config: &Config,
+        subscription: &Subscription,
+    ) -> Result<Self, StartupError> {
         let raw = &config.raw;
         let mut client = client_config(config);
         client
-            .set("group.id", &raw.kafka.group_id)
+            .set("group.id", &subscription.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
@@ -137,8 +148,9 @@ impl Source {
             client.set("group.instance.id", &config.instance_id);
         }
         if !raw.kafka.properties.contains_key("auto.offset.reset") {
-            // A new group starts at the beginning of the legacy topic: the
-            // ledger should hold the legacy history, not only what comes next.
+            // A new group starts at the beginning of its topic: the ledger
+            // should hold the legacy history, not only what comes next (and
+            // a re-drive every dead letter).
             client.set("auto.offset.reset", "earliest");
         }
         let consumer: BaseConsumer<SourceContext> = client
@@ -148,14 +160,14 @@ impl Source {
                 source: Box::new(source),
             })?;
         consumer
-            .subscribe(&[&raw.topics.legacy])
+            .subscribe(&[&subscription.topic])
             .map_err(|source| StartupError::Client {
                 what: "subscription",
                 source: Box::new(source),
             })?;
         Ok(Self {
             consumer,
-            topic: raw.topics.legacy.clone(),
+            topic: subscription.topic.clone(),
         })
     }
 

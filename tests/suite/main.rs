@@ -16,5 +16,6 @@ mod independent_decode;
 mod log_reader;
 mod offline_tools;
 mod operations;
+mod redrive;
 mod registry;
 mod reload;

@@ -20,9 +20,33 @@
 
 mod config;
 mod key;
+mod ledger_index;
 mod window;
 
 pub(crate) use config::DedupeConfig;
 pub(crate) use key::{DedupeKey, KeySource};
+pub(crate) use ledger_index::LedgerIndex;
 pub use window::DedupeWindow;
 pub(crate) use window::Verdict;
+
+/// What the dedupe stage asks and tells as `Pipeline::run` decides a
+/// record: whether an event's key was seen before, and that it is seen
+/// now. The live worker's answer is a window over the input log
+/// ([`DedupeWindow`]); re-drive's is an index of what the ledger already
+/// holds ([`LedgerIndex`]). What is recorded is staged with the open
+/// transaction: both commit and abort with it.
+pub trait Memory {
+    /// Whether the event keyed `key` from `offset` of `partition` repeats
+    /// one already remembered. Only looks.
+    fn verdict(
+        &self,
+        partition: i32,
+        key: DedupeKey,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    ) -> Verdict;
+
+    /// Remembers, in the open transaction, that the event keyed `key`
+    /// came from `offset` of `partition`.
+    fn record(&mut self, partition: i32, key: DedupeKey, offset: i64, timestamp_ms: Option<i64>);
+}

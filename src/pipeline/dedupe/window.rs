@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use super::DedupeKey;
+use super::{DedupeKey, Memory};
 
 /// Where and when a key was last seen: 16 bytes, so a map entry (key and
 /// value) is 32 bytes, and its place in the eviction queue 32 more.
@@ -115,48 +115,6 @@ impl DedupeWindow {
         self.partitions.entry(partition).or_default()
     }
 
-    /// Whether the event keyed `key` from `offset` is a retry of one the
-    /// window remembers. Only looks: what the record's fate is decides
-    /// whether this occurrence is remembered ([`DedupeWindow::record`]).
-    pub fn verdict(
-        &self,
-        partition: i32,
-        key: DedupeKey,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-    ) -> Verdict {
-        let Some(window) = self.partitions.get(&partition) else {
-            return Verdict::New;
-        };
-        let previous = window
-            .staged
-            .get(&key)
-            .or_else(|| window.committed.get(&key))
-            .copied();
-        match previous {
-            Some(seen) if within(seen, offset, timestamp_ms, self.capacity, self.ttl_ms) => {
-                Verdict::Duplicate {
-                    of_offset: seen.offset,
-                }
-            }
-            _ => Verdict::New,
-        }
-    }
-
-    /// Remembers that the event keyed `key` came from `offset`, in the open
-    /// transaction: later retries within the window are its duplicates.
-    pub fn record(
-        &mut self,
-        partition: i32,
-        key: DedupeKey,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-    ) {
-        self.partition(partition)
-            .staged
-            .insert(key, Seen::new(offset, timestamp_ms));
-    }
-
     /// The open transaction committed: its keys join the windows.
     pub fn commit(&mut self) {
         for window in self.partitions.values_mut() {
@@ -186,6 +144,44 @@ impl DedupeWindow {
         self.partitions
             .get(&partition)
             .map_or(0, |w| w.committed.len() as u64)
+    }
+}
+
+impl Memory for DedupeWindow {
+    /// Whether the event keyed `key` from `offset` is a retry of one the
+    /// window remembers. Only looks: what the record's fate is decides
+    /// whether this occurrence is remembered ([`Memory::record`]).
+    fn verdict(
+        &self,
+        partition: i32,
+        key: DedupeKey,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    ) -> Verdict {
+        let Some(window) = self.partitions.get(&partition) else {
+            return Verdict::New;
+        };
+        let previous = window
+            .staged
+            .get(&key)
+            .or_else(|| window.committed.get(&key))
+            .copied();
+        match previous {
+            Some(seen) if within(seen, offset, timestamp_ms, self.capacity, self.ttl_ms) => {
+                Verdict::Duplicate {
+                    of_offset: seen.offset,
+                }
+            }
+            _ => Verdict::New,
+        }
+    }
+
+    /// Remembers that the event keyed `key` came from `offset`, in the open
+    /// transaction: later retries within the window are its duplicates.
+    fn record(&mut self, partition: i32, key: DedupeKey, offset: i64, timestamp_ms: Option<i64>) {
+        self.partition(partition)
+            .staged
+            .insert(key, Seen::new(offset, timestamp_ms));
     }
 }
 

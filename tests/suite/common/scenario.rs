@@ -126,11 +126,32 @@ impl Scenario {
 
     /// Starts `recast run` with this configuration as instance `instance`.
     pub(crate) fn spawn_worker(&self, config: &Path, instance: &str, args: &[&str]) -> Child {
-        let log = std::fs::File::create(self.dir.join(format!("worker-{instance}.log"))).unwrap();
+        self.spawn("run", config, instance, args)
+    }
+
+    /// Starts `recast redrive` with this configuration as instance
+    /// `instance`; its log is `worker_log("redrive-<instance>")`, every
+    /// run of the instance in it.
+    pub(crate) fn spawn_redrive(&self, config: &Path, instance: &str, args: &[&str]) -> Child {
+        self.spawn("redrive", config, instance, args)
+    }
+
+    fn spawn(&self, command: &str, config: &Path, instance: &str, args: &[&str]) -> Child {
+        let (name, append) = match command {
+            "run" => (instance.to_owned(), false),
+            _ => (format!("{command}-{instance}"), true),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(self.dir.join(format!("worker-{name}.log")))
+            .unwrap();
         Command::new(env!("CARGO_BIN_EXE_recast"))
             .arg("--config")
             .arg(config)
-            .arg("run")
+            .arg(command)
             .args(args)
             .env("RECAST_KAFKA__INSTANCE_ID", instance)
             .env("RUST_LOG", "info")
@@ -247,29 +268,7 @@ impl Scenario {
 
     /// The group's committed offset per legacy partition (-1: none).
     pub(crate) fn committed_offsets(&self, partitions: i32) -> Vec<i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .set("group.id", &self.group)
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(&self.legacy, p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, TIMEOUT)
-            .expect("committed offsets");
-        (0..partitions)
-            .map(|p| {
-                match committed
-                    .find_partition(&self.legacy, p)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(o)) => o,
-                    _ => -1,
-                }
-            })
-            .collect()
+        group_offsets(&self.group, &self.legacy, partitions)
     }
 
     /// The legacy topic's end offset per partition.
@@ -283,6 +282,30 @@ impl Scenario {
         let end = self.legacy_end_offsets();
         wait_until(timeout, || self.committed_offsets(partitions) == end)
     }
+}
+
+/// `group`'s committed offset per partition of `topic` (-1: none).
+pub(crate) fn group_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, TIMEOUT)
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
 }
 
 /// Polls `condition` every 200 ms until it holds or `timeout` passes.
