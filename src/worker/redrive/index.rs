@@ -251,3 +251,17 @@ fn indexed(message: &BorrowedMessage<'_>, legacy_topic: &str) -> Option<Indexed>
         redriven_from,
     })
 }
+
+#[cfg(test)]
+impl LedgerFollower {
+    /// A follower that has read nothing and will read nothing: for tests
+    /// of the decisions alone.
+    pub(super) fn unstarted() -> Self {
+        Self {
+            client: ClientConfig::new(),
+            topic: String::new(),
+            next: BTreeMap::new(),
+            unsettled: Vec::new(),
+        }
+    }
+}

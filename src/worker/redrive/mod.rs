@@ -133,6 +133,22 @@ impl Redrive {
         })
     }
 
+    /// Why a dead letter is not run under mapping `running`, if it is not.
+    fn passed_over(&self, dead_letter: &DeadLetter<'_>, running: &str) -> Option<&'static str> {
+        let source = dead_letter.record.position;
+        if source.topic != self.legacy_topic {
+            Some(skip::OTHER_TOPIC)
+        } else if dead_letter.mapping_version == running {
+            Some(skip::SAME_MAPPING)
+        } else if !self.filters.select(dead_letter) {
+            Some(skip::NOT_SELECTED)
+        } else if self.index.holds(source.partition, source.offset) {
+            Some(skip::IN_LEDGER)
+        } else {
+            None
+        }
+    }
+
     /// Decides one record of the dead-letter topic: passed over, or run
     /// as the legacy record it was. Its events are staged in the index.
     pub(crate) fn decide<'a>(
@@ -149,18 +165,7 @@ impl Redrive {
             }
         };
         let source = dead_letter.record.position;
-        let why = if source.topic != self.legacy_topic {
-            Some(skip::OTHER_TOPIC)
-        } else if dead_letter.mapping_version == pipeline.mapping_version() {
-            Some(skip::SAME_MAPPING)
-        } else if !self.filters.select(&dead_letter) {
-            Some(skip::NOT_SELECTED)
-        } else if self.index.holds(source.partition, source.offset) {
-            Some(skip::IN_LEDGER)
-        } else {
-            None
-        };
-        if let Some(why) = why {
+        if let Some(why) = self.passed_over(&dead_letter, pipeline.mapping_version()) {
             return Redriven::Skipped(why);
         }
         let record = dead_letter.record;
@@ -169,5 +174,93 @@ impl Redrive {
             self.index.stage_offset(source.partition, source.offset);
         }
         Redriven::Ran { record, outcome }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::record::Position;
+
+    fn redrive(filters: Filters) -> Redrive {
+        Redrive {
+            filters,
+            legacy_topic: "legacy-cart".into(),
+            dead_letter_topic: "legacy-cart-dlq".into(),
+            index: LedgerIndex::default(),
+            follower: LedgerFollower::unstarted(),
+        }
+    }
+
+    fn dead_letter(topic: &'static str, offset: i64, stage: &'static str) -> DeadLetter<'static> {
+        DeadLetter {
+            record: LegacyRecord {
+                position: Position {
+                    topic,
+                    partition: 1,
+                    offset,
+                },
+                timestamp_ms: None,
+                key: None,
+                value: None,
+                headers: Vec::new(),
+            },
+            stage,
+            reason: "shop.cart.AddedToCart: field `customer.name`: not a field",
+            mapping_version: "old",
+        }
+    }
+
+    #[test]
+    fn what_would_be_rejected_again_or_is_in_the_ledger_is_passed_over() {
+        let mut r = redrive(Filters::default());
+        let letter = dead_letter("legacy-cart", 7, "schema");
+        assert_eq!(r.passed_over(&letter, "new"), None);
+        assert_eq!(r.passed_over(&letter, "old"), Some(skip::SAME_MAPPING));
+        r.index.insert(1, 7, None);
+        assert_eq!(r.passed_over(&letter, "new"), Some(skip::IN_LEDGER));
+        let elsewhere = dead_letter("legacy-orders", 8, "schema");
+        assert_eq!(r.passed_over(&elsewhere, "new"), Some(skip::OTHER_TOPIC));
+    }
+
+    #[test]
+    fn filters_choose_by_stage_reason_and_the_rejecting_mapping() {
+        let letter = dead_letter("legacy-cart", 7, "schema");
+        let chosen = |filters: Filters| redrive(filters).passed_over(&letter, "new").is_none();
+        assert!(chosen(Filters {
+            stages: vec!["mapping".into(), "schema".into()],
+            reason: Some(Regex::new(r"customer\.name").unwrap()),
+            rejected_by: vec!["old".into()],
+        }));
+        for filters in [
+            Filters {
+                stages: vec!["decode".into()],
+                ..Filters::default()
+            },
+            Filters {
+                reason: Some(Regex::new("^unknown command").unwrap()),
+                ..Filters::default()
+            },
+            Filters {
+                rejected_by: vec!["other".into()],
+                ..Filters::default()
+            },
+        ] {
+            assert!(!chosen(filters.clone()), "{filters:?}");
+        }
+    }
+
+    #[test]
+    fn every_reason_to_pass_over_is_in_the_guide() {
+        let guide = include_str!("../../../docs/redrive.md");
+        for why in [
+            skip::UNREADABLE,
+            skip::OTHER_TOPIC,
+            skip::SAME_MAPPING,
+            skip::NOT_SELECTED,
+            skip::IN_LEDGER,
+        ] {
+            assert!(guide.contains(&format!("| `{why}` |")), "{why}");
+        }
     }
 }
