@@ -2,7 +2,7 @@
 //! the legacy records they were, through the same loop and the same
 //! `Pipeline::run` as `recast run` — consuming the dead-letter topic as
 //! their own group, committing its offsets in the transactions that write
-//! their events (README, "Re-driving dead letters").
+//! their events (the operator's guide: `docs/redrive.md`).
 //!
 //! What this module adds to the loop is the choice of which dead letters
 //! to run and what the ledger already holds:
