@@ -18,7 +18,7 @@ use recast::{
 
 #[derive(Debug, Parser)]
 #[command(
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RECAST_REVISION"), ")"),
     about = "Turns a legacy Kafka command topic into a clean event ledger, exactly once"
 )]
 struct Cli {

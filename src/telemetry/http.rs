@@ -1,11 +1,11 @@
 //! The operations listener: `/metrics` (Prometheus text format),
-//! `/healthz` (the process is alive) and `/readyz` (partitions assigned,
-//! producer initialised, the loop making progress). A small thread of its
+//! `/healthz` (the process is alive) and `/readyz` (producer initialised,
+//! consumer group joined, the loop making progress). A small thread of its
 //! own: nothing here touches the data path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::http::Response;
@@ -15,7 +15,10 @@ use crate::telemetry::metrics::Metrics;
 #[derive(Debug)]
 pub(crate) struct Health {
     producer_ready: AtomicBool,
-    assigned: AtomicUsize,
+    /// Whether the group gave this instance its share, even an empty one:
+    /// an instance beyond the partition count is a spare, ready to take
+    /// over, not a failure (so rollouts and drains do not wait for it).
+    joined: AtomicBool,
     /// When the loop last committed or found nothing to do; a loop stuck
     /// retrying an aborting batch stops updating it.
     last_progress_ms: AtomicI64,
@@ -27,7 +30,7 @@ impl Health {
     pub(crate) fn new(stall_limit: Duration) -> Self {
         Self {
             producer_ready: AtomicBool::new(false),
-            assigned: AtomicUsize::new(0),
+            joined: AtomicBool::new(false),
             last_progress_ms: AtomicI64::new(now_ms()),
             stall_limit,
         }
@@ -37,8 +40,8 @@ impl Health {
         self.producer_ready.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn assigned(&self, partitions: usize) {
-        self.assigned.store(partitions, Ordering::Relaxed);
+    pub(crate) fn joined(&self) {
+        self.joined.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn progressed(&self) {
@@ -50,8 +53,8 @@ impl Health {
         if !self.producer_ready.load(Ordering::Relaxed) {
             return Err("transactional producer not initialised".into());
         }
-        if self.assigned.load(Ordering::Relaxed) == 0 {
-            return Err("no partition assigned".into());
+        if !self.joined.load(Ordering::Relaxed) {
+            return Err("not in the consumer group yet".into());
         }
         let idle_ms = now_ms() - self.last_progress_ms.load(Ordering::Relaxed);
         let limit_ms = i64::try_from(self.stall_limit.as_millis()).unwrap_or(i64::MAX);

@@ -26,10 +26,56 @@ pub(crate) struct Metrics {
     reload_failures: IntCounterVec,
     commit_seconds: HistogramVec,
     batch_records: HistogramVec,
+    assignment: Assignment,
+}
+
+/// The metrics of this instance's share of its input.
+#[derive(Debug, Clone)]
+struct Assignment {
     rebalances: IntCounterVec,
+    partitions: IntGaugeVec,
     window_entries: IntGaugeVec,
     restore_seconds: HistogramVec,
     lag: IntGaugeVec,
+}
+
+impl Assignment {
+    fn register(registry: &Registry) -> Self {
+        let gauge = |name, help, labels: &[&str]| register(registry, gauge_vec(name, help, labels));
+        Self {
+            rebalances: register(
+                registry,
+                counter_vec(
+                    "recast_rebalances_total",
+                    "Assignment changes seen by this instance, by kind.",
+                    &["topic", "kind"],
+                ),
+            ),
+            partitions: gauge(
+                "recast_partitions_assigned",
+                "Partitions of its input this instance holds (0: a spare).",
+                &["topic"],
+            ),
+            window_entries: gauge(
+                "recast_dedupe_window_entries",
+                "Keys held in a partition's dedupe window.",
+                &["topic", "partition"],
+            ),
+            restore_seconds: register(
+                registry,
+                histogram_vec(
+                    "recast_dedupe_restore_seconds",
+                    "Time to rebuild dedupe windows on assignment.",
+                    prometheus::exponential_buckets(0.01, 2.0, 12).expect("buckets"),
+                ),
+            ),
+            lag: gauge(
+                "recast_consumer_lag",
+                "Legacy records not yet processed, per assigned partition.",
+                &["topic", "partition"],
+            ),
+        }
+    }
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -88,6 +134,7 @@ pub const NAMES: &[&str] = &[
     "recast_commit_seconds",
     "recast_batch_records",
     "recast_rebalances_total",
+    "recast_partitions_assigned",
     "recast_dedupe_window_entries",
     "recast_dedupe_restore_seconds",
     "recast_consumer_lag",
@@ -167,31 +214,14 @@ impl Metrics {
             "Legacy records per transaction.",
             prometheus::exponential_buckets(1.0, 4.0, 10).expect("buckets"),
         );
-        let rebalances = counter(
-            "recast_rebalances_total",
-            "Assignment changes seen by this instance, by kind.",
-            &["topic", "kind"],
-        );
-        let window_entries = gauge(
-            "recast_dedupe_window_entries",
-            "Keys held in a partition's dedupe window.",
-            &["topic", "partition"],
-        );
-        let restore_seconds = histogram(
-            "recast_dedupe_restore_seconds",
-            "Time to rebuild dedupe windows on assignment.",
-            prometheus::exponential_buckets(0.01, 2.0, 12).expect("buckets"),
-        );
-        let lag = gauge(
-            "recast_consumer_lag",
-            "Legacy records not yet processed, per assigned partition.",
-            &["topic", "partition"],
-        );
+        let assignment = Assignment::register(&registry);
         start_time(&registry, legacy_topic);
         // Counted from 0, so `increase()` sees the first one.
         for counter in [&producer_renewals, &reload_failures] {
             counter.with_label_values(&[legacy_topic]);
         }
+        // 0 until the group says otherwise.
+        assignment.partitions.with_label_values(&[legacy_topic]);
         Self {
             registry,
             topic: legacy_topic.to_owned(),
@@ -205,10 +235,7 @@ impl Metrics {
             reload_failures,
             commit_seconds,
             batch_records,
-            rebalances,
-            window_entries,
-            restore_seconds,
-            lag,
+            assignment,
         }
     }
 
@@ -281,19 +308,29 @@ impl Metrics {
     }
 
     pub(crate) fn rebalanced(&self, kind: &str) {
-        self.rebalances
+        self.assignment
+            .rebalances
             .with_label_values(&[&self.topic, kind])
             .inc();
     }
 
+    pub(crate) fn partitions_assigned(&self, count: usize) {
+        self.assignment
+            .partitions
+            .with_label_values(&[&self.topic])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
     pub(crate) fn window_size(&self, partition: i32, entries: u64) {
-        self.window_entries
+        self.assignment
+            .window_entries
             .with_label_values(&[&self.topic, &partition.to_string()])
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn lag(&self, partition: i32, records: i64) {
-        self.lag
+        self.assignment
+            .lag
             .with_label_values(&[&self.topic, &partition.to_string()])
             .set(records);
     }
@@ -301,12 +338,13 @@ impl Metrics {
     /// A partition left this instance: its per-partition series go.
     pub(crate) fn partition_revoked(&self, partition: i32) {
         let labels = [self.topic.as_str(), &partition.to_string()];
-        let _ = self.window_entries.remove_label_values(&labels);
-        let _ = self.lag.remove_label_values(&labels);
+        let _ = self.assignment.window_entries.remove_label_values(&labels);
+        let _ = self.assignment.lag.remove_label_values(&labels);
     }
 
     pub(crate) fn window_restored(&self, elapsed: Duration) {
-        self.restore_seconds
+        self.assignment
+            .restore_seconds
             .with_label_values(&[&self.topic])
             .observe(elapsed.as_secs_f64());
     }
@@ -349,6 +387,18 @@ mod tests {
             .filter(|n| !n.contains("dedupe") && !n.contains("rebalances") && !n.contains("lag"))
         {
             assert!(text.contains(name), "{name} not exported");
+        }
+    }
+
+    #[test]
+    fn a_redrive_labels_every_series() {
+        let metrics = Metrics::for_redrive("legacy-cart");
+        metrics.batch_committed(&Counts::default(), Duration::from_millis(1));
+        let text = metrics.render();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(!samples.is_empty());
+        for sample in samples {
+            assert!(sample.contains(r#"redrive="true""#), "{sample}");
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The transaction loop (README, "How it works"): poll a batch,
 //! run every record through the pipeline inside one transaction, commit the
-//! events, the dead letters and the source offsets together.
+//! events, the dead letters and the source offsets together. `recast run`
+//! loops over the legacy topic; `recast redrive` runs the same loop over
+//! the dead-letter topic (`redrive/`), which differs only in which records
+//! it runs and what it checks duplicates against (`State`).
 //!
 //! The loop never polls while a transaction is open: a batch is polled
 //! first, then transacted. Rebalance callbacks run inside `poll`, so a
@@ -612,7 +615,9 @@ impl Worker<'_> {
                 }
             }
         }
-        self.health.assigned(self.source.assignment_count());
+        self.health.joined();
+        self.metrics
+            .partitions_assigned(self.source.assignment_count());
     }
 
     /// Publishes each assigned partition's lag; returns the total.

@@ -157,3 +157,85 @@ fn the_dashboard_and_alerts_query_exported_metrics() {
         }
     }
 }
+
+/// The Dockerfile, checked the way a linter would (no Docker engine here
+/// to build it): pinned bases, a numeric non-root user, a dependency
+/// layer, OCI labels, and a build context without the build's own output.
+#[test]
+fn the_dockerfile_follows_the_image_rules() {
+    let dockerfile = read("deploy/Dockerfile");
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let bases: Vec<&str> = instructions
+        .iter()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert!(!bases.is_empty());
+    for base in &bases {
+        let (_, tag) = base
+            .split_once(':')
+            .unwrap_or_else(|| panic!("{base}: no tag"));
+        assert!(
+            tag != "latest" && tag.chars().any(|c| c.is_ascii_digit()),
+            "{base}: not pinned"
+        );
+    }
+    let last_user = instructions
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER");
+    let ids: Vec<u32> = last_user
+        .split(':')
+        .map(|id| {
+            id.parse()
+                .unwrap_or_else(|_| panic!("USER {last_user}: not numeric"))
+        })
+        .collect();
+    assert!(ids.iter().all(|id| *id != 0), "USER {last_user}: root");
+    let position = |needle: &str| {
+        instructions
+            .iter()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no `{needle}`"))
+    };
+    assert!(
+        position("COPY Cargo.toml Cargo.lock") < position("COPY . ."),
+        "dependencies are not built in a layer of their own"
+    );
+    for label in [
+        "org.opencontainers.image.source",
+        "org.opencontainers.image.revision",
+    ] {
+        assert!(dockerfile.contains(label), "no {label} label");
+    }
+    let ignored = read(".dockerignore");
+    for path in ["target/", ".git/"] {
+        assert!(
+            ignored.lines().any(|l| l.trim() == path),
+            ".dockerignore lacks {path}"
+        );
+    }
+}
+
+#[test]
+fn the_version_names_the_revision() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_recast"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let revision = text
+        .trim()
+        .strip_prefix(concat!("recast ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        revision == "unknown" || revision.chars().all(|c| c.is_ascii_hexdigit()),
+        "{text}"
+    );
+}

@@ -38,25 +38,31 @@ fn sample(body: &str, series: &str) -> u64 {
         .unwrap_or_else(|| panic!("{series} not in\n{body}"))
 }
 
-#[test]
-fn metrics_match_the_input_and_add_up() {
-    let s = Scenario::new("ops", 4);
-    let sample_lines: Vec<_> = common::sample().into_iter().map(|(l, _)| l).collect();
-    s.produce(&sample_lines);
-    let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
+/// The operations listener's address, from the worker's log.
+fn listening(s: &Scenario, instance: &str) -> String {
     let mut address = String::new();
     assert!(
         wait_until(Duration::from_secs(30), || {
             address = s
-                .worker_log("w1")
+                .worker_log(instance)
                 .lines()
                 .find_map(|l| l.split("http listening address=").nth(1).map(str::to_owned))
                 .unwrap_or_default();
             !address.is_empty()
         }),
         "{}",
-        s.worker_log("w1")
+        s.worker_log(instance)
     );
+    address
+}
+
+#[test]
+fn metrics_match_the_input_and_add_up() {
+    let s = Scenario::new("ops", 4);
+    let sample_lines: Vec<_> = common::sample().into_iter().map(|(l, _)| l).collect();
+    s.produce(&sample_lines);
+    let mut worker = s.spawn_worker(&s.config(&[]), "w1", &[]);
+    let address = listening(&s, "w1");
     assert_eq!(get(&address, "/healthz").0, 200);
     assert!(
         wait_until(Duration::from_secs(30), || get(&address, "/readyz").0
@@ -131,4 +137,38 @@ fn metrics_match_the_input_and_add_up() {
     }
     assert_eq!(get(&address, "/nowhere").0, 404);
     assert_eq!(terminate(&mut worker), Some(0));
+}
+
+#[test]
+fn an_instance_beyond_the_partition_count_is_a_ready_spare() {
+    let s = Scenario::new("spare", 1);
+    let config = s.config(&[]);
+    let mut workers: Vec<_> = ["w1", "w2"]
+        .iter()
+        .map(|id| s.spawn_worker(&config, id, &[]))
+        .collect();
+    let addresses: Vec<String> = ["w1", "w2"].iter().map(|id| listening(&s, id)).collect();
+    // Absent until the instance has joined the group.
+    let series = format!("recast_partitions_assigned{{topic=\"{}\"}}", s.legacy);
+    let held = |address: &str| {
+        get(address, "/metrics")
+            .1
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            addresses.iter().all(|a| get(a, "/readyz").0 == 200)
+                && addresses.iter().map(|a| held(a)).sum::<u64>() == 1
+        }),
+        "not every instance ready with the one partition held once: {:?}",
+        addresses
+            .iter()
+            .map(|a| get(a, "/readyz").1)
+            .collect::<Vec<_>>()
+    );
+    for worker in &mut workers {
+        assert_eq!(terminate(worker), Some(0));
+    }
 }
