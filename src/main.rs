@@ -250,7 +250,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             let t = &config.raw.topics;
             runtime
                 .block_on(create_topics::create_topics(
-                    &config.raw.kafka.brokers,
+                    &recast::client_config(config),
                     &[&t.legacy, &t.ledger, &t.dead_letter],
                     partitions,
                     config.raw.kafka.connect_timeout,

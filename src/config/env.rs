@@ -1,5 +1,11 @@
 //! The environment overlay: `RECAST_<SECTION>__<KEY>` variables override
 //! keys of the file before it is read into structs.
+//!
+//! A value is taken verbatim, as a string: a password `1e5` or `true`
+//! stays that text. Only where the key is not a string (a number, a
+//! boolean, a list) is the value read as a TOML value instead — decided by
+//! the structs themselves, when they refuse the string (see
+//! `Config::parse`).
 
 use super::error::{ConfigError, Origin};
 
@@ -8,13 +14,39 @@ use super::error::{ConfigError, Origin};
 /// `batch.max_records`.
 const ENV_PREFIX: &str = "RECAST_";
 
-/// Applies the `RECAST_<SECTION>__<KEY>` overrides; returns whether any applied.
+/// One variable that overrides a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Override {
+    pub var: String,
+    /// The key's segments.
+    pub path: Vec<String>,
+    pub value: String,
+}
+
+impl Override {
+    /// The key as `serde_path_to_error` names it: `batch.max_records`.
+    pub(super) fn key(&self) -> String {
+        self.path.join(".")
+    }
+
+    /// The value as a TOML value, when it is one other than a string.
+    pub(super) fn typed(&self) -> Option<toml::Value> {
+        format!("v = {}", self.value)
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| !v.is_str())
+    }
+}
+
+/// Applies the `RECAST_<SECTION>__<KEY>` overrides, every value as a
+/// string; returns them.
 pub(super) fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
     origin: &Origin,
-) -> Result<bool, ConfigError> {
-    let mut applied = false;
+) -> Result<Vec<Override>, ConfigError> {
+    let mut applied = Vec::new();
     for (var, value) in env {
         let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -32,32 +64,45 @@ pub(super) fn apply_env(
         {
             *name = name.replace('_', ".");
         }
-        let env_error = |message: String| ConfigError::Env {
-            origin: origin.clone(),
-            var: var.clone(),
-            message,
-        };
         if path.iter().any(String::is_empty) {
-            return Err(env_error("empty key segment".into()));
+            return Err(ConfigError::Env {
+                origin: origin.clone(),
+                var,
+                message: "empty key segment".into(),
+            });
         }
-        // A value that parses as a TOML value (number, boolean, quoted
-        // string, array) is taken as one; anything else is a plain string.
-        let parsed = format!("v = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.clone()));
-        let (last, parents) = path.split_last().expect("at least one segment");
-        let mut node = &mut *table;
-        for segment in parents {
-            node = node
-                .entry(segment.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                .as_table_mut()
-                .ok_or_else(|| env_error(format!("`{segment}` is not a table")))?;
-        }
-        node.insert(last.clone(), parsed);
-        applied = true;
+        let over = Override { var, path, value };
+        set(
+            table,
+            &over,
+            toml::Value::String(over.value.clone()),
+            origin,
+        )?;
+        applied.push(over);
     }
     Ok(applied)
+}
+
+/// Sets the key `over` names to `value`.
+pub(super) fn set(
+    table: &mut toml::Table,
+    over: &Override,
+    value: toml::Value,
+    origin: &Origin,
+) -> Result<(), ConfigError> {
+    let (last, parents) = over.path.split_last().expect("at least one segment");
+    let mut node = table;
+    for segment in parents {
+        node = node
+            .entry(segment.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Env {
+                origin: origin.clone(),
+                var: over.var.clone(),
+                message: format!("`{segment}` is not a table"),
+            })?;
+    }
+    node.insert(last.clone(), value);
+    Ok(())
 }

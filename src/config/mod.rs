@@ -26,7 +26,7 @@ use crate::registry::Registry;
 pub use assets::EMBEDDED_DEFAULT;
 pub(crate) use assets::read_schema_files;
 use assets::{read_schemas, read_transforms};
-use env::apply_env;
+use env::{apply_env, set};
 use error::parse_error;
 pub use error::{ConfigError, Origin};
 pub(crate) use file::{LedgerFormat, LegacyFormat, RawConfig};
@@ -97,29 +97,7 @@ impl Config {
         origin: Origin,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            parse_error(&origin, text, e.span(), String::new(), e.message())
-        })?;
-        // With overrides, the merged table is deserialised (and errors name
-        // the key only); without, the file itself, so errors have its lines.
-        let merged = if apply_env(&mut table, env, &origin)? {
-            Some(toml::to_string(&table).map_err(|e| ConfigError::Invalid {
-                origin: origin.clone(),
-                key: String::new(),
-                message: e.to_string(),
-            })?)
-        } else {
-            None
-        };
-        let source_text = merged.as_deref().unwrap_or(text);
-        let deserializer = toml::Deserializer::parse(source_text)
-            .map_err(|e| parse_error(&origin, source_text, e.span(), String::new(), e.message()))?;
-        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            let line_text = if merged.is_some() { "" } else { text };
-            parse_error(&origin, line_text, inner.span(), key, inner.message())
-        })?;
+        let raw = read_raw(text, &origin, env)?;
         // The dedupe key is compiled with the checks, so its problems are
         // reported with all the others.
         let mut problems = raw.problems(&origin);
@@ -222,6 +200,74 @@ impl Config {
     pub fn registry(&self) -> Option<Registry> {
         self.raw.registry.as_ref().map(Registry::new)
     }
+}
+
+/// The file with the environment's overrides, read into its structs.
+///
+/// An override is a string until the structs refuse one there: then it is
+/// read as a TOML value (a number, a boolean, a list), so string keys
+/// take their values verbatim and typed keys still parse. An error at an
+/// overridden key names the variable; one at a key of the file, its line.
+fn read_raw(
+    text: &str,
+    origin: &Origin,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<RawConfig, ConfigError> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        parse_error(origin, text, e.span(), String::new(), e.message())
+    })?;
+    let overrides = apply_env(&mut table, env, origin)?;
+    let file_error = |key: String, error: &toml::de::Error, lines: &str| {
+        parse_error(origin, lines, error.span(), key, error.message())
+    };
+    if overrides.is_empty() {
+        return deserialize(text).map_err(|(key, e)| file_error(key, &e, text));
+    }
+    let mut typed: Vec<&str> = Vec::new();
+    loop {
+        let merged = toml::to_string(&table).map_err(|e| ConfigError::Invalid {
+            origin: origin.clone(),
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+        let (key, error) = match deserialize(&merged) {
+            Ok(raw) => return Ok(raw),
+            Err(failure) => failure,
+        };
+        let overridden = overrides.iter().rev().find(|o| {
+            let name = o.key();
+            key == name || key.starts_with(&format!("{name}."))
+        });
+        let Some(over) = overridden else {
+            // The file's own key: its line, where the file alone fails
+            // there too.
+            return Err(match deserialize(text) {
+                Err((file_key, e)) if file_key == key => file_error(key, &e, text),
+                _ => file_error(key, &error, ""),
+            });
+        };
+        if !typed.contains(&over.var.as_str())
+            && let Some(value) = over.typed()
+        {
+            set(&mut table, over, value, origin)?;
+            typed.push(&over.var);
+            continue;
+        }
+        return Err(ConfigError::Env {
+            origin: origin.clone(),
+            var: over.var.clone(),
+            message: format!("{key}: {}", error.message()),
+        });
+    }
+}
+
+/// TOML text into the structs; on failure, the key and the error.
+fn deserialize(text: &str) -> Result<RawConfig, (String, toml::de::Error)> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| (String::new(), e))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        (key, e.into_inner())
+    })
 }
 
 #[cfg(test)]
@@ -328,6 +374,60 @@ mod tests {
         assert_eq!(config.raw.kafka.brokers, "10.0.0.1:9093");
         assert_eq!(config.raw.kafka.properties["sasl.password"], "secret");
         assert_eq!(config.raw.kafka.properties["linger.ms"], "20");
+    }
+
+    #[test]
+    fn environment_strings_are_taken_verbatim_and_typed_keys_still_parse() {
+        let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let env = vec![
+            var("RECAST_KAFKA__PROPERTIES__SASL_PASSWORD", "1e5"),
+            var("RECAST_KAFKA__PROPERTIES__SASL_USERNAME", "true"),
+            var("RECAST_MAPPING__HASH_KEY", "0x1F0x1F0x1F0x1F0x1F"),
+            var("RECAST_SOURCE__SYSTEM", "\"quoted\""),
+            var("RECAST_BATCH__MAX_RECORDS", "17"),
+            var("RECAST_HTTP__ENABLED", "false"),
+            var(
+                "RECAST_LEDGER__SCHEMAS",
+                r#"["../../schemas/header.avsc", "../../schemas/cart"]"#,
+            ),
+        ];
+        let config = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env).unwrap();
+        let properties = &config.raw.kafka.properties;
+        assert_eq!(properties["sasl.password"], "1e5");
+        assert_eq!(properties["sasl.username"], "true");
+        assert_eq!(
+            config.raw.mapping.hash_key.as_deref(),
+            Some("0x1F0x1F0x1F0x1F0x1F")
+        );
+        assert_eq!(config.raw.source.system, "\"quoted\"");
+        assert_eq!(config.raw.batch.max_records.get(), 17);
+        assert!(!config.raw.http.enabled);
+        assert_eq!(config.raw.ledger.schemas.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable_or_its_line() {
+        let env = vec![("RECAST_BATCH__MAX_RECORDS".to_owned(), "many".to_owned())];
+        let err = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RECAST_BATCH__MAX_RECORDS"), "{err}");
+        assert!(err.contains("batch.max_records"), "{err}");
+        // A bad key of the file keeps its line with an override set.
+        let text = EMBEDDED_DEFAULT.replace("max_records = ", "max_records = \"x\" #");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("max_records = "))
+            .unwrap()
+            + 1;
+        let env = vec![("RECAST_KAFKA__BROKERS".to_owned(), "b:9092".to_owned())];
+        let err = Config::parse(&text, Origin::Embedded, env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(":{line}: batch.max_records")),
+            "{err}"
+        );
     }
 
     #[test]

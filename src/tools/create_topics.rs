@@ -10,16 +10,15 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 /// Creates each topic with `partitions` partitions (replication factor 1),
-/// leaving existing topics alone.
+/// leaving existing topics alone. `client` carries the brokers and the
+/// security settings (`recast::client_config` of a configuration).
 pub async fn create_topics(
-    brokers: &str,
+    client: &rdkafka::ClientConfig,
     topics: &[&str],
     partitions: i32,
     timeout: Duration,
 ) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))

@@ -51,7 +51,7 @@ impl Scenario {
             .unwrap();
         runtime
             .block_on(recast::create_topics::create_topics(
-                brokers(),
+                ClientConfig::new().set("bootstrap.servers", brokers()),
                 &[&scenario.legacy, &scenario.ledger, &scenario.dead_letter],
                 partitions,
                 TIMEOUT,
