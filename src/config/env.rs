@@ -1,7 +1,9 @@
 //! The environment overlay: `RECAST_<SECTION>__<KEY>` variables override
 //! keys of the file before it is read into structs.
 //!
-//! A value is taken verbatim, as a string: a password `1e5` or `true`
+//! A variable ending `_FILE` takes the value from the file it names, the
+//! way mounted secrets are handed over. A value is taken verbatim, as a
+//! string: a password `1e5` or `true`
 //! stays that text. Only where the key is not a string (a number, a
 //! boolean, a list) is the value read as a TOML value instead — decided by
 //! the structs themselves, when they refuse the string (see
@@ -13,6 +15,11 @@ use super::error::{ConfigError, Origin};
 /// override configuration keys: `RECAST_BATCH__MAX_RECORDS=500` sets
 /// `batch.max_records`.
 const ENV_PREFIX: &str = "RECAST_";
+
+/// A variable ending so names a file that holds the value (a mounted
+/// secret): `RECAST_REGISTRY__PASSWORD_FILE=/run/secrets/registry` sets
+/// `registry.password` to the file's text, less its final line break.
+const FILE_SUFFIX: &str = "_FILE";
 
 /// One variable that overrides a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +61,19 @@ pub(super) fn apply_env(
         if !rest.contains("__") {
             continue;
         }
+        let (rest, value) = match rest.strip_suffix(FILE_SUFFIX) {
+            Some(key) => match std::fs::read_to_string(&value) {
+                Ok(text) => (key, text.trim_end_matches(['\n', '\r']).to_owned()),
+                Err(e) => {
+                    return Err(ConfigError::Env {
+                        origin: origin.clone(),
+                        var,
+                        message: format!("cannot read {value}: {e}"),
+                    });
+                }
+            },
+            None => (rest, value),
+        };
         let mut path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         // librdkafka property names are dotted, and shells do not allow dots
         // in variable names: RECAST_KAFKA__PROPERTIES__SASL_PASSWORD sets

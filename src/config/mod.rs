@@ -406,6 +406,25 @@ mod tests {
     }
 
     #[test]
+    fn a_value_can_come_from_a_mounted_secret_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("sasl-password");
+        std::fs::write(&secret, "s3cret 1e5\n").unwrap();
+        let env = vec![(
+            "RECAST_KAFKA__PROPERTIES__SASL_PASSWORD_FILE".to_owned(),
+            secret.display().to_string(),
+        )];
+        let config = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env).unwrap();
+        assert_eq!(config.raw.kafka.properties["sasl.password"], "s3cret 1e5");
+        let missing = dir.path().join("missing").display().to_string();
+        let env = vec![("RECAST_MAPPING__HASH_KEY_FILE".to_owned(), missing)];
+        let err = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RECAST_MAPPING__HASH_KEY_FILE"), "{err}");
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable_or_its_line() {
         let env = vec![("RECAST_BATCH__MAX_RECORDS".to_owned(), "many".to_owned())];
         let err = Config::parse(EMBEDDED_DEFAULT, Origin::Embedded, env)
