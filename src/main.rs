@@ -92,6 +92,10 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Print the configuration as it would run: every value with where it
+    /// came from (the file, an environment variable, the default), secrets
+    /// redacted.
+    Config,
     /// Run the golden cases of the transforms: legacy records and what
     /// must become of them.
     Test {
@@ -220,6 +224,10 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             runtime.block_on(redrive(config, options))
         }
         Command::Check { offline } => check(config, offline),
+        Command::Config => {
+            print!("{}", config.effective());
+            Ok(())
+        }
         Command::DevRegistry { listen } => {
             let registry = recast::DevRegistry::start(&listen)
                 .with_context(|| format!("listening on {listen}"))?;

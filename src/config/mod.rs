@@ -9,6 +9,7 @@
 
 mod assets;
 mod defaults;
+mod effective;
 mod env;
 mod error;
 mod file;
@@ -26,6 +27,7 @@ use crate::registry::Registry;
 pub use assets::EMBEDDED_DEFAULT;
 pub(crate) use assets::read_schema_files;
 use assets::{read_schemas, read_transforms};
+use effective::Sources;
 use env::{apply_env, set};
 use error::parse_error;
 pub use error::{ConfigError, Origin};
@@ -68,6 +70,8 @@ pub struct Config {
     pub ledger: LedgerOutput,
     /// What identifies a request, compiled from `[dedupe]`.
     pub dedupe_key: Option<KeySource>,
+    /// Where each value came from, for `recast config`.
+    sources: Sources,
 }
 
 impl Config {
@@ -97,7 +101,7 @@ impl Config {
         origin: Origin,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let raw = read_raw(text, &origin, env)?;
+        let (raw, sources) = read_raw(text, &origin, env)?;
         // The dedupe key is compiled with the checks, so its problems are
         // reported with all the others.
         let mut problems = raw.problems(&origin);
@@ -155,7 +159,14 @@ impl Config {
             mapping,
             ledger,
             dedupe_key,
+            sources,
         })
+    }
+
+    /// The configuration as it runs, each value with its origin and the
+    /// secrets redacted (`recast config`).
+    pub fn effective(&self) -> String {
+        effective::render(&self.raw, &self.sources, &self.origin)
     }
 
     /// The one record path of the worker: legacy values read as
@@ -212,16 +223,22 @@ fn read_raw(
     text: &str,
     origin: &Origin,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<RawConfig, ConfigError> {
+) -> Result<(RawConfig, Sources), ConfigError> {
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         parse_error(origin, text, e.span(), String::new(), e.message())
     })?;
+    let file = table.clone();
     let overrides = apply_env(&mut table, env, origin)?;
+    let sources = Sources {
+        file,
+        overrides: overrides.iter().map(|o| (o.key(), o.var.clone())).collect(),
+    };
     let file_error = |key: String, error: &toml::de::Error, lines: &str| {
         parse_error(origin, lines, error.span(), key, error.message())
     };
     if overrides.is_empty() {
-        return deserialize(text).map_err(|(key, e)| file_error(key, &e, text));
+        let raw = deserialize(text).map_err(|(key, e)| file_error(key, &e, text))?;
+        return Ok((raw, sources));
     }
     let mut typed: Vec<&str> = Vec::new();
     loop {
@@ -231,7 +248,7 @@ fn read_raw(
             message: e.to_string(),
         })?;
         let (key, error) = match deserialize(&merged) {
-            Ok(raw) => return Ok(raw),
+            Ok(raw) => return Ok((raw, sources)),
             Err(failure) => failure,
         };
         let overridden = overrides.iter().rev().find(|o| {
