@@ -62,6 +62,25 @@ fn the_deployment_has_what_recast_needs() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(args.contains(&"/etc/recast/config/recast.toml"), "{args:?}");
+    // The restricted Pod Security Standard.
+    let pod = &spec["template"]["spec"]["securityContext"];
+    assert_eq!(pod["runAsNonRoot"], true);
+    assert!(pod["runAsUser"].as_u64().unwrap() > 0);
+    assert_eq!(pod["seccompProfile"]["type"], "RuntimeDefault");
+    let own = &container["securityContext"];
+    assert_eq!(own["allowPrivilegeEscalation"], false);
+    assert_eq!(own["readOnlyRootFilesystem"], true);
+    assert_eq!(own["capabilities"]["drop"][0], "ALL");
+    assert_eq!(
+        pod["runAsUser"].as_u64().unwrap().to_string(),
+        read("deploy/Dockerfile")
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("USER "))
+            .and_then(|u| u.split(':').next())
+            .unwrap(),
+        "the pod runs as the image's user"
+    );
     let pdb = of_kind(&docs, "PodDisruptionBudget");
     assert_eq!(
         pdb["spec"]["selector"]["matchLabels"],
