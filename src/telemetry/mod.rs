@@ -1,5 +1,6 @@
-//! What the worker tells its operators: metrics and the operations
-//! listener that serves them.
+//! What the worker tells its operators: metrics, the operations
+//! listener that serves them, and rejections logged without flooding.
 
 pub(crate) mod http;
 pub(crate) mod metrics;
+pub(crate) mod rejections;

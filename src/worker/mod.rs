@@ -19,8 +19,8 @@ pub(crate) mod sink;
 pub(crate) mod source;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::Message;
@@ -36,6 +36,7 @@ use crate::pipeline::{Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Re
 use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::rejections::{Note, RejectionLog};
 use crate::worker::kafka::{StartupError, check_cluster};
 use crate::worker::redrive::{IndexError, Redrive, RedriveOptions, Redriven};
 use crate::worker::reload::{Prepared, Ready, Reloads};
@@ -230,6 +231,7 @@ fn serve(
         sink,
         transactional_id,
         metrics,
+        rejections: Mutex::new(RejectionLog::new(Instant::now())),
         health,
         reloads,
         running: config.clone(),
@@ -271,6 +273,9 @@ struct Worker<'a> {
     sink: Sink,
     transactional_id: String,
     metrics: Metrics,
+    /// Which rejections are logged one by one (`write_transaction` has
+    /// `&self`: the batch borrows the source).
+    rejections: Mutex<RejectionLog>,
     health: Arc<Health>,
     reloads: Reloads,
     /// The configuration whose mapping runs: `config` until a reload.
@@ -302,6 +307,7 @@ impl Worker<'_> {
                 reports.lag_at = Instant::now();
             }
             reports.progress(&totals);
+            self.summarize_rejections();
             let batch = self.source.poll_batch(
                 batch_config.max_records.get(),
                 batch_config.linger,
@@ -592,6 +598,23 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// Once per interval, how many rejections were not logged in full.
+    fn summarize_rejections(&self) {
+        let summary = self
+            .rejections
+            .lock()
+            .expect("rejection log lock")
+            .summary(Instant::now());
+        for (stage, reason, more) in summary.into_iter().flatten() {
+            tracing::info!(
+                stage = stage.as_str(),
+                %reason,
+                more,
+                "more like this to the dead-letter topic (not logged one by one)"
+            );
+        }
+    }
+
     /// Brings a re-drive's index of the ledger up to date.
     fn index_ledger(&self, redrive: &mut Redrive) -> Result<(), WorkerError> {
         let started = Instant::now();
@@ -796,7 +819,15 @@ impl Worker<'_> {
             reason = %rejection.reason,
         );
         let _entered = span.enter();
-        tracing::info!("to the dead-letter topic");
+        let note = self
+            .rejections
+            .lock()
+            .expect("rejection log lock")
+            .note(rejection);
+        match note {
+            Note::Log => tracing::info!("to the dead-letter topic"),
+            Note::Suppressed => tracing::debug!("to the dead-letter topic"),
+        }
         let ours = dead_letter::headers(
             record.position,
             record.timestamp_ms,
