@@ -3,11 +3,10 @@
 //!
 //! A variable ending `_FILE` takes the value from the file it names, the
 //! way mounted secrets are handed over. A value is taken verbatim, as a
-//! string: a password `1e5` or `true`
-//! stays that text. Only where the key is not a string (a number, a
-//! boolean, a list) is the value read as a TOML value instead — decided by
-//! the structs themselves, when they refuse the string (see
-//! `Config::parse`).
+//! string: a password `1e5` or `true` stays that text. Only where the key
+//! is not a string (a number, a boolean, a list) is the value read as a
+//! TOML value instead — decided by the structs themselves, when they
+//! refuse the string (see `read_raw` in `config/mod.rs`).
 
 use super::error::{ConfigError, Origin};
 
