@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 use recast::{
     Config, ConfigError, Filters, RedriveOptions, RunOptions, Totals, WorkerError, create_topics,
-    golden, inspect, legacy_file, load,
+    golden, inspect, legacy_file, load, replay,
 };
 
 #[derive(Debug, Parser)]
@@ -103,12 +103,28 @@ enum Command {
         /// the first transform file.
         paths: Vec<PathBuf>,
     },
-    /// Run the whole mapping offline over a file of legacy records (JSON
-    /// lines: key, value, headers) and sum up what it does.
+    /// Run the whole mapping offline over legacy records — a file (JSON
+    /// lines: key, value, headers) or a topic's committed records — and sum
+    /// up what it does. Nothing is written to the broker.
+    #[command(group(clap::ArgGroup::new("from").required(true).args(["input", "topic"])))]
     Replay {
         /// The legacy records; `-` for standard input.
         #[arg(long)]
-        input: PathBuf,
+        input: Option<PathBuf>,
+        /// Read the committed records of this topic instead: `legacy` (the
+        /// configured one) or any topic name.
+        #[arg(long)]
+        topic: Option<String>,
+        /// With --topic: only offsets from this one on, per partition.
+        #[arg(long, requires = "topic", conflicts_with_all = ["input", "from_time", "last"])]
+        from_offset: Option<i64>,
+        /// With --topic: only records written at or after this time
+        /// (RFC 3339, e.g. 2026-12-01T08:00:00Z).
+        #[arg(long, requires = "topic", conflicts_with_all = ["input", "last"], value_parser = humantime::parse_rfc3339)]
+        from_time: Option<std::time::SystemTime>,
+        /// With --topic: only the last N records of each partition.
+        #[arg(long, requires = "topic", conflicts_with = "input")]
+        last: Option<usize>,
         /// Where the events go, as JSON lines. Default: standard output.
         #[arg(long)]
         output: Option<PathBuf>,
@@ -246,7 +262,26 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             })
         }
         Command::Test { paths } => golden_test(config, paths),
-        Command::Replay { input, output } => replay(config, &input, output.as_deref()),
+        Command::Replay {
+            input,
+            topic,
+            from_offset,
+            from_time,
+            last,
+            output,
+        } => match (input, topic) {
+            (Some(input), _) => replay(config, &input, output.as_deref()),
+            (None, Some(topic)) => {
+                let range = match (from_offset, from_time, last) {
+                    (Some(offset), _, _) => replay::Range::FromOffset(offset),
+                    (_, Some(time), _) => replay::Range::FromTime(epoch_ms(time)),
+                    (_, _, Some(n)) => replay::Range::Last(n),
+                    _ => replay::Range::All,
+                };
+                replay_topic(config, &topic, range, output.as_deref())
+            }
+            (None, None) => bail!("--input or --topic"),
+        },
         Command::Inspect { topic, limit } => Ok(inspect::inspect(
             config,
             &topic,
@@ -325,6 +360,53 @@ fn display_paths(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
+/// Where replayed events go: the file, or standard output.
+fn events_output(output: Option<&Path>) -> anyhow::Result<Box<dyn std::io::Write>> {
+    Ok(match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+fn epoch_ms(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `recast replay --topic`: the committed records of a topic, read at log
+/// level as `recast inspect` reads them.
+fn replay_topic(
+    config: &Config,
+    topic: &str,
+    range: replay::Range,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let name = match topic {
+        "legacy" => config.raw.topics.legacy.as_str(),
+        other => other,
+    };
+    let log = recast::log_reader::read_committed(
+        &config.raw.kafka.brokers,
+        name,
+        config.raw.kafka.connect_timeout,
+    )
+    .with_context(|| format!("reading {name}"))?;
+    let mut writer = events_output(output)?;
+    let summary = replay::replay_topic(
+        config,
+        &log.committed,
+        range,
+        &mut writer,
+        epoch_ms(std::time::SystemTime::now()),
+    )
+    .with_context(|| format!("replaying {name}"))?;
+    eprint!("{summary}");
+    Ok(())
+}
+
 fn replay(config: &Config, input: &Path, output: Option<&Path>) -> anyhow::Result<()> {
     let reader: Box<dyn std::io::BufRead> = if input == Path::new("-") {
         Box::new(std::io::stdin().lock())
@@ -333,13 +415,7 @@ fn replay(config: &Config, input: &Path, output: Option<&Path>) -> anyhow::Resul
             .with_context(|| format!("cannot read {}", input.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
-    let mut writer: Box<dyn std::io::Write> = match output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
+    let mut writer = events_output(output)?;
     let started = std::time::Instant::now();
     let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last_shown = started;
@@ -350,14 +426,8 @@ fn replay(config: &Config, input: &Path, output: Option<&Path>) -> anyhow::Resul
             eprint!("\rreplayed {records} records ({rate:.0}/s)");
         }
     };
-    let now_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX);
-    let summary = recast::replay::replay(config, reader, &mut writer, now_ms, progress)
+    let now_ms = epoch_ms(std::time::SystemTime::now());
+    let summary = replay::replay(config, reader, &mut writer, now_ms, progress)
         .with_context(|| format!("replaying {}", input.display()))?;
     if show_progress {
         eprint!("\r{:60}\r", "");

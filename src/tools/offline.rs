@@ -1,11 +1,12 @@
 //! The pipeline without a broker, for `recast test` and `recast replay`:
-//! records are taken in order as one legacy partition, with the dedupe
-//! window committed after each record, as the worker would commit them
-//! one transaction each.
+//! records of a file are taken in order as one legacy partition (records
+//! read from a topic keep their own positions), with the dedupe window
+//! committed after each record, as the worker would commit them one
+//! transaction each.
 
 use crate::config::Config;
 use crate::pipeline::dedupe::{DedupeWindow, Memory};
-use crate::pipeline::record::Position;
+use crate::pipeline::record::{LegacyRecord, Position};
 use crate::pipeline::{Pipeline, RecordOutcome};
 use crate::tools::legacy_file::LegacyLine;
 
@@ -40,15 +41,35 @@ impl Offline {
             offset: self.next_offset,
         };
         self.next_offset += 1;
-        let record = line.record(position);
-        let outcome = self.pipeline.run(
-            &record,
-            self.window.as_mut().map(|w| w as &mut dyn Memory),
+        decide(
+            &self.pipeline,
+            &mut self.window,
+            &line.record(position),
             recorded_at_ms,
-        );
-        if let Some(window) = &mut self.window {
-            window.commit();
-        }
-        outcome
+        )
     }
+
+    /// Runs a record read from a topic, at its own position: each
+    /// partition has its own window, in offset order.
+    pub fn run_record(&mut self, record: &LegacyRecord<'_>, recorded_at_ms: i64) -> RecordOutcome {
+        decide(&self.pipeline, &mut self.window, record, recorded_at_ms)
+    }
+}
+
+/// One record, as one transaction of its own.
+fn decide(
+    pipeline: &Pipeline,
+    window: &mut Option<DedupeWindow>,
+    record: &LegacyRecord<'_>,
+    recorded_at_ms: i64,
+) -> RecordOutcome {
+    let outcome = pipeline.run(
+        record,
+        window.as_mut().map(|w| w as &mut dyn Memory),
+        recorded_at_ms,
+    );
+    if let Some(window) = window {
+        window.commit();
+    }
+    outcome
 }

@@ -4,9 +4,10 @@
 //! happened: events per type, filtered, duplicates, rejections by reason,
 //! and the legacy fields that reached no event.
 //!
-//! The file is replayed as one legacy partition, in order, with offsets
+//! A file is replayed as one legacy partition, in order, with offsets
 //! counted from 0, so the dedupe window sees what it would on a partition
-//! holding these records.
+//! holding these records. Records read from a topic (`replay_topic`) keep
+//! their positions, each partition with its own window.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
@@ -14,8 +15,10 @@ use std::io::{BufRead, Write};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
+use crate::pipeline::record::{LegacyRecord, Position};
 use crate::pipeline::{Counts, RecordOutcome, Stage};
 use crate::tools::legacy_file::{LineError, read};
+use crate::tools::log_reader::CommittedRecord;
 use crate::tools::offline::Offline;
 
 /// How often, in records, the progress callback is called.
@@ -64,10 +67,100 @@ pub fn replay(
     for line in read(input) {
         let line = line?;
         let outcome = offline.run(&line, recorded_at_ms);
-        summary.counts.count(&outcome);
+        let value = line.value.as_deref().map(str::as_bytes);
+        summary.add(outcome, value, output)?;
         if summary.counts.records.is_multiple_of(PROGRESS_EVERY) {
             progress(summary.counts.records);
         }
+    }
+    output.flush()?;
+    Ok(summary)
+}
+
+/// Which committed records of a topic to replay, per partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    All,
+    /// From this offset on.
+    FromOffset(i64),
+    /// Written at or after this time (epoch milliseconds).
+    FromTime(i64),
+    /// The last N.
+    Last(usize),
+}
+
+/// Replays committed records of a topic (read at log level, as `recast
+/// inspect` reads it), each at its own position; `records` is what
+/// `read_committed` returned.
+pub fn replay_topic(
+    config: &Config,
+    records: &[CommittedRecord],
+    range: Range,
+    output: &mut impl Write,
+    recorded_at_ms: i64,
+) -> Result<Summary, ReplayError> {
+    let mut offline = Offline::new(config);
+    let mut summary = Summary::default();
+    for record in selected(records, range) {
+        let topic = &config.raw.topics.legacy;
+        let legacy = LegacyRecord {
+            position: Position {
+                topic,
+                partition: record.partition,
+                offset: record.offset,
+            },
+            timestamp_ms: Some(record.timestamp_ms),
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: record
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_deref()))
+                .collect(),
+        };
+        let outcome = offline.run_record(&legacy, recorded_at_ms);
+        summary.add(outcome, legacy.value, output)?;
+    }
+    output.flush()?;
+    Ok(summary)
+}
+
+/// The records of `range`, per partition in offset order.
+fn selected(records: &[CommittedRecord], range: Range) -> Vec<&CommittedRecord> {
+    let mut by_partition: BTreeMap<i32, Vec<&CommittedRecord>> = BTreeMap::new();
+    for record in records {
+        by_partition
+            .entry(record.partition)
+            .or_default()
+            .push(record);
+    }
+    by_partition
+        .into_values()
+        .flat_map(|mut partition| {
+            partition.sort_by_key(|r| r.offset);
+            let from = match range {
+                Range::All => 0,
+                Range::FromOffset(offset) => partition.partition_point(|r| r.offset < offset),
+                Range::FromTime(ms) => partition
+                    .iter()
+                    .position(|r| r.timestamp_ms >= ms)
+                    .unwrap_or(partition.len()),
+                Range::Last(n) => partition.len().saturating_sub(n),
+            };
+            partition.split_off(from)
+        })
+        .collect()
+}
+
+impl Summary {
+    /// Counts one record's outcome and writes its events.
+    fn add(
+        &mut self,
+        outcome: RecordOutcome,
+        legacy_value: Option<&[u8]>,
+        output: &mut impl Write,
+    ) -> Result<(), ReplayError> {
+        self.counts.count(&outcome);
         match outcome {
             RecordOutcome::Events(events) => {
                 let mut payload_paths = BTreeSet::new();
@@ -79,8 +172,7 @@ pub fn replay(
                     output.write_all(&event.value)?;
                     output.write_all(b"}\n")?;
                     if let Some(command) = &event.derived_from {
-                        summary
-                            .derived
+                        self.derived
                             .insert(command.clone(), event.event_type.clone());
                     }
                     if let Ok(Value::Object(mut value)) = serde_json::from_slice(&event.value)
@@ -89,26 +181,23 @@ pub fn replay(
                         leaf_paths("", &payload, &mut payload_paths);
                     }
                 }
-                let legacy: Option<Map<String, Value>> = line
-                    .value
-                    .as_deref()
-                    .and_then(|v| serde_json::from_str(v).ok());
+                let legacy: Option<Map<String, Value>> =
+                    legacy_value.and_then(|v| serde_json::from_slice(v).ok());
                 let mut legacy_paths = BTreeSet::new();
                 if let Some(legacy) = legacy {
                     leaf_paths("", &legacy, &mut legacy_paths);
                 }
                 for path in legacy_paths.difference(&payload_paths) {
-                    *summary.stripped.entry(path.clone()).or_default() += 1;
+                    *self.stripped.entry(path.clone()).or_default() += 1;
                 }
             }
             RecordOutcome::Duplicate { .. } | RecordOutcome::Filtered => {}
             RecordOutcome::Rejected(r) => {
-                *summary.reasons.entry((r.stage, r.reason)).or_default() += 1;
+                *self.reasons.entry((r.stage, r.reason)).or_default() += 1;
             }
         }
+        Ok(())
     }
-    output.flush()?;
-    Ok(summary)
 }
 
 /// The dotted paths of every non-object value under `object`.
