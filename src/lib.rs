@@ -11,16 +11,18 @@
 //! | source | `worker/source.rs` | the legacy topic's consumer: batches, rebalances |
 //! | decode | `pipeline/decode.rs` | legacy bytes (JSON, Confluent-framed Avro) → a JSON object |
 //! | transform chain | `pipeline/mapping/` | declarative files and Rhai scripts → event bodies, or a rejection |
-//! | dedupe | `pipeline/dedupe/` | canonical keys, the per-partition window |
+//! | dedupe | `pipeline/dedupe/` | canonical keys, the per-partition window, re-drive's ledger index |
 //! | envelope + encode | `pipeline/envelope.rs`, `avro/` | the common header, Avro (schema check) or JSON |
 //! | the one record path | `pipeline/mod.rs` | [`Pipeline::run`]: every stage above, for every caller |
-//! | dead letters | `pipeline/dead_letter.rs` | the headers a rejected record carries |
+//! | dead letters | `pipeline/dead_letter.rs` | the headers a rejected record carries, and reading them back |
+//! | event headers | `pipeline/event_headers.rs` | where each ledger event came from, as Kafka headers |
 //! | sink | `worker/sink.rs` | the transactional producer |
 //! | the transaction loop | `worker/mod.rs` | poll, run, produce, send offsets, commit |
 //! | window restore | `worker/restore.rs` | re-runs a partition's last records to rebuild its window |
 //! | mapping reload | `worker/reload.rs` | re-reads and checks a mapping off the record path; the loop swaps it in |
+//! | re-drive | `worker/redrive/` | the loop over the dead-letter topic: which dead letters to run, the ledger's index |
 //! | schema registry | `registry/` | the client, and the in-memory dev registry |
-//! | telemetry | `telemetry/` | metrics and the operations listener |
+//! | telemetry | `telemetry/` | metrics, the operations listener, rate-limited rejection logs |
 //! | HTTP | `http.rs` | the one small server both listeners run on |
 //! | the other subcommands | `tools/` | check, test, replay, inspect, load, create-topics, the log reader |
 //!

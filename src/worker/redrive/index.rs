@@ -1,6 +1,6 @@
-//! Re-drive's view of the ledger: a `read_committed` consumer of the whole
-//! ledger that stays assigned, so each catch-up reads only what was added
-//! since the last, and feeds the events' headers into the `LedgerIndex`.
+//! Re-drive's view of the ledger: each catch-up reads, `read_committed`,
+//! what the ledger gained since the last one (from `--lookback` ago the
+//! first time) and feeds the events' headers into the `LedgerIndex`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
