@@ -1,6 +1,7 @@
 //! Operating recast: `/metrics` during an end-to-end run matches the known
-//! input and its outcomes add up, `/readyz` turns ready once partitions are
-//! assigned, and every documented metric name is exported.
+//! input and its outcomes add up, `/readyz` turns ready once the group is
+//! joined (a spare without a partition too), and every documented metric
+//! name is exported.
 
 use crate::common;
 
