@@ -104,7 +104,7 @@ fn bench(c: &mut Criterion) {
                 || objects.clone(),
                 |batch| {
                     for (record, object) in batch {
-                        let _ = black_box(mapping.apply(object, record));
+                        let _ = black_box(mapping.apply(object, record, &mut recast::Trace::off()));
                     }
                 },
                 BatchSize::SmallInput,
@@ -128,12 +128,15 @@ fn bench_encoding(
         .expect("the embedded default has schemas");
     let bodies: Vec<_> = objects
         .iter()
-        .filter_map(
-            |(record, object)| match config.mapping.apply(object.clone(), record) {
+        .filter_map(|(record, object)| {
+            match config
+                .mapping
+                .apply(object.clone(), record, &mut recast::Trace::off())
+            {
                 Ok(Mapped::Events(mut bodies)) => Some((*record, bodies.remove(0))),
                 _ => None,
-            },
-        )
+            }
+        })
         .collect();
     let version = config.mapping.version();
     group.bench_function("envelope_encode_avro", |b| {

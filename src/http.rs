@@ -1,8 +1,10 @@
 //! One small HTTP server for recast's two listeners — the operations
 //! endpoints and the dev schema registry: a thread of its own that reads
-//! each request (its body bounded) and answers it through a handler.
+//! each request (its body bounded) and answers it through a handler. A
+//! streamed answer (the live tap) gets a thread of its own, so it never
+//! holds up `/metrics` or the probes.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 /// A request as a handler sees it.
@@ -21,7 +23,31 @@ pub(crate) struct Request<'a> {
 pub(crate) struct Response {
     pub(crate) status: u16,
     pub(crate) content_type: &'static str,
-    pub(crate) body: String,
+    pub(crate) body: Body,
+}
+
+/// Writes a streamed body (sent chunked), flushing as it goes; the body
+/// ends when it returns.
+pub(crate) type Stream = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send>;
+
+pub(crate) enum Body {
+    Whole(String),
+    Streamed(Stream),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Whole(text) => f.debug_tuple("Whole").field(text).finish(),
+            Body::Streamed(_) => f.write_str("Streamed"),
+        }
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Self {
+        Body::Whole(text)
+    }
 }
 
 /// Serves on `address` (port 0 picks a free one) from a thread named
@@ -48,9 +74,37 @@ pub(crate) fn serve(
                     url: request.url(),
                     body,
                 });
+                let body = match response.body {
+                    Body::Whole(body) => body,
+                    Body::Streamed(stream) => {
+                        let (status, content_type) = (response.status, response.content_type);
+                        let streaming = std::thread::Builder::new()
+                            .name("recast-http-stream".into())
+                            .spawn(move || {
+                                let mut writer = request.into_writer();
+                                let written = write!(
+                                    writer,
+                                    "HTTP/1.1 {status} OK\r\nContent-Type: {content_type}\r\n\
+                                     Transfer-Encoding: chunked\r\n\r\n"
+                                )
+                                .and_then(|()| stream(&mut Chunked(&mut writer)))
+                                // The last chunk: the body ends here, whatever
+                                // becomes of the connection.
+                                .and_then(|()| writer.write_all(b"0\r\n\r\n"))
+                                .and_then(|()| writer.flush());
+                                if let Err(e) = written {
+                                    tracing::debug!(error = %e, "streamed http response ended");
+                                }
+                            });
+                        if let Err(e) = streaming {
+                            tracing::warn!(error = %e, "no thread for a streamed http response");
+                        }
+                        continue;
+                    }
+                };
                 let header = tiny_http::Header::from_bytes("Content-Type", response.content_type)
                     .expect("content types are ASCII constants");
-                let reply = tiny_http::Response::from_string(response.body)
+                let reply = tiny_http::Response::from_string(body)
                     .with_status_code(response.status)
                     .with_header(header);
                 if let Err(e) = request.respond(reply) {
@@ -59,6 +113,25 @@ pub(crate) fn serve(
             }
         })?;
     Ok(bound)
+}
+
+/// Writes each write as one chunk of a chunked body.
+struct Chunked<W>(W);
+
+impl<W: Write> Write for Chunked<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        write!(self.0, "{:x}\r\n", bytes.len())?;
+        self.0.write_all(bytes)?;
+        self.0.write_all(b"\r\n")?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn read_body(request: &mut tiny_http::Request, limit: u64) -> Result<String, String> {

@@ -21,10 +21,11 @@
 //! | window restore | `worker/restore.rs` | re-runs a partition's last records to rebuild its window |
 //! | mapping reload | `worker/reload.rs` | re-reads and checks a mapping off the record path; the loop swaps it in |
 //! | re-drive | `worker/redrive/` | the loop over the dead-letter topic: which dead letters to run, the ledger's index |
+//! | decision traces | `pipeline/trace.rs`, `tools/explain.rs`, `worker/explain.rs`, `telemetry/tap.rs` | why each record went where it went: recorded by `Pipeline::run`, for `recast explain` and the live tap |
 //! | schema registry | `registry/` | the client, and the in-memory dev registry |
 //! | telemetry | `telemetry/` | metrics, the operations listener, rate-limited rejection logs |
 //! | HTTP | `http.rs` | the one small server both listeners run on |
-//! | the other subcommands | `tools/` | check, test, replay, inspect, load, create-topics, the log reader |
+//! | the other subcommands | `tools/` | check, test, replay, explain, inspect, load, create-topics, the log reader |
 //!
 //! The modules are private; what the binary, the benches and the
 //! integration tests use is re-exported below.
@@ -50,11 +51,13 @@ pub use pipeline::envelope;
 pub use pipeline::mapping::{Mapped, Mapping, TransformFile};
 pub use pipeline::record::{LegacyRecord, Position};
 pub use pipeline::timestamp::format_millis;
+pub use pipeline::trace::{Decision, Trace};
 pub use pipeline::{
     Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection, SchemaIds, Stage,
 };
 
 // The worker (`recast run`).
+pub use worker::explain::{ExplainError, OnTopic, explain_on_broker};
 pub use worker::kafka::client_config;
 pub use worker::redrive::{DryRun, Filters, IndexError, RedriveOptions, dry_run};
 pub use worker::restore::{RestoreError, restore};
@@ -71,4 +74,6 @@ pub use telemetry::metrics::NAMES as METRIC_NAMES;
 
 // The other subcommands.
 pub use tools::offline::Offline;
-pub use tools::{check, create_topics, golden, inspect, legacy_file, load, log_reader, replay};
+pub use tools::{
+    check, create_topics, explain, golden, inspect, legacy_file, load, log_reader, replay, tap,
+};

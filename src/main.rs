@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 use recast::{
     Config, ConfigError, Filters, RedriveOptions, RunOptions, Totals, WorkerError, create_topics,
-    golden, inspect, legacy_file, load, replay,
+    explain, golden, inspect, legacy_file, load, replay, tap,
 };
 
 #[derive(Debug, Parser)]
@@ -32,6 +32,59 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["input", "topic"])))]
+struct ExplainArgs {
+    /// The legacy records (JSON lines); `-` for standard input.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// With --input: only the record on this line (the lines before
+    /// still fill the dedupe window). Default: every record.
+    #[arg(long, requires = "input")]
+    line: Option<usize>,
+    /// A record on the broker: of `legacy` or `dead-letter`.
+    #[arg(long, value_parser = ["legacy", "dead-letter"], requires_all = ["partition", "offset"])]
+    topic: Option<String>,
+    #[arg(long, requires = "topic")]
+    partition: Option<i32>,
+    #[arg(long, requires = "topic")]
+    offset: Option<i64>,
+    /// With --topic dead-letter: how far back the ledger is read to
+    /// learn what it holds, as `recast redrive --lookback`.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    lookback: Duration,
+    /// `text` (coloured on a terminal) or `json` (one object per record).
+    #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+    format: TraceFormat,
+}
+
+#[derive(Debug, clap::Args)]
+struct TapArgs {
+    /// The worker's operations listener. Default: `http.listen`.
+    #[arg(long)]
+    url: Option<String>,
+    /// How many traces to take.
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+    /// Only records of this outcome: event, duplicate, filtered, rejected.
+    #[arg(long, value_parser = ["event", "duplicate", "filtered", "rejected"])]
+    outcome: Option<String>,
+    /// Only records with an event of this type.
+    #[arg(long)]
+    event_type: Option<String>,
+    /// Stop when no trace arrived for this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle: Duration,
+    #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+    format: TraceFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TraceFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -129,6 +182,17 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Explain why a legacy record went where it went: every decision of
+    /// the record path, in order, from decode to the outcome. For a record
+    /// of a file (as `replay` reads it), or a committed record on the
+    /// broker: of the legacy topic (its dedupe window rebuilt first, so the
+    /// verdict is the worker's), or of the dead-letter topic (what a
+    /// re-drive would do with it now). Nothing is written.
+    Explain(ExplainArgs),
+    /// Watch a running worker's decisions live: the next traces its tap
+    /// (`http.tap = true`) sends, as `recast explain` shows them. The worker
+    /// samples them and never waits for this client.
+    Tap(TapArgs),
     /// Print the committed records of a topic (read at log level, applying
     /// transaction markers) and a summary.
     Inspect {
@@ -282,6 +346,8 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             }
             (None, None) => bail!("--input or --topic"),
         },
+        Command::Explain(args) => explain(config, &args),
+        Command::Tap(args) => tap_live(config, args),
         Command::Inspect { topic, limit } => Ok(inspect::inspect(
             config,
             &topic,
@@ -360,6 +426,109 @@ fn display_paths(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
+fn explain(config: &Config, args: &ExplainArgs) -> anyhow::Result<()> {
+    let traces = match (&args.input, &args.topic) {
+        (Some(input), _) => explain_file(config, input, args.line)?,
+        (None, Some(topic)) => {
+            let on = if topic == "legacy" {
+                recast::OnTopic::Legacy
+            } else {
+                recast::OnTopic::DeadLetter {
+                    lookback: args.lookback,
+                }
+            };
+            let (partition, offset) = args
+                .partition
+                .zip(args.offset)
+                .context("--partition and --offset")?;
+            vec![recast::explain_on_broker(config, on, partition, offset)?]
+        }
+        (None, None) => bail!("--input or --topic"),
+    };
+    let mut out = std::io::stdout().lock();
+    for trace in traces {
+        print_trace(&mut out, &serde_json::Value::Object(trace), args.format)?;
+    }
+    Ok(())
+}
+
+fn tap_live(config: &Config, args: TapArgs) -> anyhow::Result<()> {
+    let url = args
+        .url
+        .unwrap_or_else(|| listener_url(&config.raw.http.listen));
+    let query = tap::TapQuery {
+        limit: args.limit,
+        outcome: args.outcome,
+        event_type: args.event_type,
+        idle: Some(args.idle),
+    };
+    let mut out = std::io::stdout().lock();
+    let mut written = Ok(());
+    let received = tap::tap(&url, &query, |trace| {
+        if written.is_ok() {
+            written = print_trace(&mut out, &trace, args.format);
+        }
+    })?;
+    written?;
+    eprintln!("{received} traces from {url}");
+    Ok(())
+}
+
+/// A file of legacy records, or standard input for `-`.
+fn open_input(input: &Path) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+    if input == Path::new("-") {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let file =
+        std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
+    Ok(Box::new(std::io::BufReader::new(file)))
+}
+
+/// The traces of a file's records: one line's, or every record's.
+fn explain_file(
+    config: &Config,
+    input: &Path,
+    line: Option<usize>,
+) -> anyhow::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let reader = open_input(input)?;
+    let lines = line.map_or(explain::Lines::All, explain::Lines::One);
+    explain::explain_file(
+        config,
+        reader,
+        lines,
+        epoch_ms(std::time::SystemTime::now()),
+    )
+    .with_context(|| format!("explaining {}", input.display()))
+}
+
+/// One trace on standard output: text (coloured on a terminal) or a JSON
+/// line.
+fn print_trace(
+    out: &mut impl std::io::Write,
+    trace: &serde_json::Value,
+    format: TraceFormat,
+) -> anyhow::Result<()> {
+    match format {
+        TraceFormat::Json => writeln!(out, "{trace}")?,
+        TraceFormat::Text => {
+            let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            writeln!(out, "{}", explain::render(trace, colour))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The URL of the operations listener at `listen`; a wildcard address is
+/// reached on loopback.
+fn listener_url(listen: &str) -> String {
+    let local = listen
+        .strip_prefix("0.0.0.0:")
+        .or_else(|| listen.strip_prefix("[::]:"))
+        .map_or_else(|| listen.to_owned(), |port| format!("127.0.0.1:{port}"));
+    format!("http://{local}")
+}
+
 /// Where replayed events go: the file, or standard output.
 fn events_output(output: Option<&Path>) -> anyhow::Result<Box<dyn std::io::Write>> {
     Ok(match output {
@@ -408,13 +577,7 @@ fn replay_topic(
 }
 
 fn replay(config: &Config, input: &Path, output: Option<&Path>) -> anyhow::Result<()> {
-    let reader: Box<dyn std::io::BufRead> = if input == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let file = std::fs::File::open(input)
-            .with_context(|| format!("cannot read {}", input.display()))?;
-        Box::new(std::io::BufReader::new(file))
-    };
+    let reader = open_input(input)?;
     let mut writer = events_output(output)?;
     let started = std::time::Instant::now();
     let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());

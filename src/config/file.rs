@@ -233,6 +233,11 @@ pub struct HttpConfig {
     /// Address to listen on (`host:port`; port 0 picks a free one and logs it).
     #[serde(default = "defaults::http_listen")]
     pub listen: String,
+    /// Serve `GET /tap`: a sample of the live decision traces, to whoever
+    /// can reach the listener. Off by default: traces show record
+    /// contents that the mapping would strip.
+    #[serde(default)]
+    pub tap: bool,
 }
 
 impl Default for HttpConfig {
@@ -240,6 +245,7 @@ impl Default for HttpConfig {
         Self {
             enabled: true,
             listen: defaults::http_listen(),
+            tap: false,
         }
     }
 }

@@ -202,6 +202,7 @@ impl Config {
             mapping: self.mapping.clone(),
             dedupe: self.dedupe_key.clone(),
             system: self.raw.source.system.clone(),
+            ledger_topic: self.raw.topics.ledger.clone(),
             max_output_bytes: self.raw.limits.max_output_bytes.get(),
             encoding,
         })

@@ -101,17 +101,28 @@ pub fn header<'a>(body: &'a EventBody, index: usize, ctx: &EnvelopeContext<'a>) 
     }
 }
 
+impl<'a> Header<'a> {
+    fn json(&'a self) -> HeaderJson<'a> {
+        HeaderJson {
+            event_id: self.event_id,
+            event_type: self.event_type,
+            occurred_at: format_millis(self.occurred_at_ms),
+            recorded_at: format_millis(self.recorded_at_ms),
+            source: &self.source,
+            correlation_id: self.correlation_id,
+            mapping_version: self.mapping_version,
+        }
+    }
+
+    /// The header as JSON events carry it (and traces show it).
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.json()).expect("a header always serialises")
+    }
+}
+
 /// Encodes a ledger event as JSON: `{"header": {…}, "payload": {…}}`.
 pub fn encode_json(header: &Header<'_>, payload: &Map<String, Value>) -> Vec<u8> {
-    let header = HeaderJson {
-        event_id: header.event_id,
-        event_type: header.event_type,
-        occurred_at: format_millis(header.occurred_at_ms),
-        recorded_at: format_millis(header.recorded_at_ms),
-        source: &header.source,
-        correlation_id: header.correlation_id,
-        mapping_version: header.mapping_version,
-    };
+    let header = header.json();
     serde_json::to_vec(&LedgerEventJson { header, payload })
         .expect("JSON maps with string keys always serialise")
 }

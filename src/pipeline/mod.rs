@@ -19,6 +19,7 @@ pub(crate) mod mapping;
 mod outcome;
 pub(crate) mod record;
 pub(crate) mod timestamp;
+pub(crate) mod trace;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::pipeline::dedupe::{DedupeKey, KeySource, Memory, Verdict};
 use crate::pipeline::envelope::{EnvelopeContext, Header, encode_avro, encode_json, header};
 use crate::pipeline::mapping::{EventBody, Mapped, Mapping};
 use crate::pipeline::record::LegacyRecord;
+use crate::pipeline::trace::{Decision, Trace};
 pub use outcome::{Counts, LedgerEvent, RecordOutcome, Rejection, Stage};
 
 /// The registry's id of each event type's schema, from registering them.
@@ -53,6 +55,8 @@ pub struct Stages {
     pub dedupe: Option<KeySource>,
     /// The legacy system's name, in every event's header.
     pub system: String,
+    /// The ledger topic: schema subjects are named after it.
+    pub ledger_topic: String,
     /// Largest event (key and value) recast may write.
     pub max_output_bytes: usize,
     pub encoding: Encoding,
@@ -100,7 +104,32 @@ impl Pipeline {
         window: Option<&mut dyn Memory>,
         recorded_at_ms: i64,
     ) -> RecordOutcome {
-        let bodies = match self.map(record) {
+        self.run_traced(record, window, recorded_at_ms, &mut Trace::off())
+    }
+
+    /// [`Pipeline::run`], noting every decision in `trace` when it is on,
+    /// the outcome last: `recast explain` and the live tap.
+    pub fn run_traced(
+        &self,
+        record: &LegacyRecord<'_>,
+        window: Option<&mut dyn Memory>,
+        recorded_at_ms: i64,
+        trace: &mut Trace,
+    ) -> RecordOutcome {
+        let outcome = self.decide(record, window, recorded_at_ms, trace);
+        trace.note(|| outcome_decision(&outcome));
+        outcome
+    }
+
+    /// The record path itself.
+    fn decide(
+        &self,
+        record: &LegacyRecord<'_>,
+        window: Option<&mut dyn Memory>,
+        recorded_at_ms: i64,
+        trace: &mut Trace,
+    ) -> RecordOutcome {
+        let bodies = match self.map(record, trace) {
             Ok(Some(bodies)) => bodies,
             Ok(None) => return RecordOutcome::Filtered,
             Err(rejection) => return RecordOutcome::Rejected(rejection),
@@ -125,7 +154,10 @@ impl Pipeline {
                 .collect(),
             None => vec![Verdict::New; keys.len()],
         };
-        let events = match self.envelope(bodies, &keys, record, recorded_at_ms) {
+        if trace.is_on() {
+            self.note_dedupe(&bodies, &keys, &verdicts, record, trace);
+        }
+        let events = match self.envelope(bodies, &keys, record, recorded_at_ms, trace) {
             Ok(events) => events,
             Err(rejection) => return RecordOutcome::Rejected(rejection),
         };
@@ -166,6 +198,7 @@ impl Pipeline {
         keys: &[Option<DedupeKey>],
         record: &LegacyRecord<'_>,
         recorded_at_ms: i64,
+        trace: &mut Trace,
     ) -> Result<Vec<LedgerEvent>, Rejection> {
         let ctx = EnvelopeContext {
             system: &self.stages.system,
@@ -176,13 +209,25 @@ impl Pipeline {
         };
         let mut events = Vec::with_capacity(bodies.len());
         for (index, (body, dedupe_key)) in bodies.into_iter().zip(keys).enumerate() {
-            let value = self
-                .encode(&header(&body, index, &ctx), &body)
-                .map_err(|reason| Rejection {
-                    stage: Stage::Schema,
-                    reason,
-                })?;
+            let header = header(&body, index, &ctx);
+            trace.note(|| Decision::Header {
+                event: index,
+                header: header.to_json(),
+            });
+            let encoded = self.encode(&header, &body);
+            if trace.is_on() {
+                self.note_schema(index, &body, encoded.is_ok(), trace);
+            }
+            let value = encoded.map_err(|reason| Rejection {
+                stage: Stage::Schema,
+                reason,
+            })?;
             let size = body.key.len() + value.len();
+            trace.note(|| Decision::Size {
+                event: index,
+                bytes: size,
+                limit: self.stages.max_output_bytes,
+            });
             if size > self.stages.max_output_bytes {
                 return Err(Rejection {
                     stage: Stage::Encode,
@@ -236,13 +281,36 @@ impl Pipeline {
     }
 
     /// Decode and mapping: the event bodies, `None` when filtered.
-    fn map(&self, record: &LegacyRecord<'_>) -> Result<Option<Vec<EventBody>>, Rejection> {
+    fn map(
+        &self,
+        record: &LegacyRecord<'_>,
+        trace: &mut Trace,
+    ) -> Result<Option<Vec<EventBody>>, Rejection> {
         let object = self
             .stages
             .decoder
             .decode(record.value)
             .map_err(|e| rejection(Stage::Decode, &e))?;
-        match self.stages.mapping.apply(object, record) {
+        trace.note(|| {
+            let bytes = record.value.unwrap_or_default();
+            let writer_schema_id = self
+                .stages
+                .decoder
+                .writer_schemas()
+                .and_then(|_| crate::avro::split_frame(bytes))
+                .map(|(id, _)| id);
+            Decision::Decode {
+                format: if writer_schema_id.is_some() {
+                    "avro"
+                } else {
+                    "json"
+                },
+                bytes: bytes.len(),
+                writer_schema_id,
+                fields: object.len(),
+            }
+        });
+        match self.stages.mapping.apply(object, record, trace) {
             Ok(Mapped::Events(bodies)) => Ok(Some(bodies)),
             Ok(Mapped::Filtered) => Ok(None),
             Err(e) => Err(rejection(Stage::Mapping, &e)),
@@ -254,6 +322,88 @@ impl Pipeline {
             .dedupe
             .as_ref()
             .and_then(|source| source.key(&body.payload, record.key))
+    }
+}
+
+/// The traces' explanations of the dedupe and schema stages, apart from
+/// the record path so that it reads as it runs.
+impl Pipeline {
+    fn note_dedupe(
+        &self,
+        bodies: &[EventBody],
+        keys: &[Option<DedupeKey>],
+        verdicts: &[Verdict],
+        record: &LegacyRecord<'_>,
+        trace: &mut Trace,
+    ) {
+        let Some(source) = &self.stages.dedupe else {
+            return;
+        };
+        for (event, ((body, key), verdict)) in bodies.iter().zip(keys).zip(verdicts).enumerate() {
+            trace.note(|| Decision::Dedupe {
+                event,
+                identity: source.identity(&body.payload, record.key),
+                key: key.map(|k| format!("{k:032x}")),
+                verdict: match (key, verdict) {
+                    (None, _) => "no key: never a duplicate",
+                    (_, Verdict::New) => "new",
+                    (_, Verdict::Duplicate { .. }) => "duplicate",
+                },
+                of_offset: match verdict {
+                    Verdict::Duplicate { of_offset } => Some(*of_offset),
+                    Verdict::New => None,
+                },
+            });
+        }
+    }
+
+    fn note_schema(&self, event: usize, body: &EventBody, fits: bool, trace: &mut Trace) {
+        let (schemas, ids) = match &self.stages.encoding {
+            Encoding::Json(None) => return,
+            Encoding::Json(Some(schemas)) => (schemas, None),
+            Encoding::Avro(schemas, ids) => (schemas, Some(ids)),
+        };
+        let Some(schema) = schemas.get(&body.event_type) else {
+            return;
+        };
+        trace.note(|| Decision::Schema {
+            event,
+            schema: schema.full_name(),
+            subject: schema.subject(&self.stages.ledger_topic),
+            id: ids.and_then(|ids| ids.get(&body.event_type).copied()),
+            fits,
+        });
+    }
+}
+
+/// The trace's last decision: where the record went.
+fn outcome_decision(outcome: &RecordOutcome) -> Decision {
+    let (name, stage, reason, event_types, of_offset) = match outcome {
+        RecordOutcome::Events(events) => (
+            "events",
+            None,
+            None,
+            events.iter().map(|e| e.event_type.clone()).collect(),
+            None,
+        ),
+        RecordOutcome::Duplicate { of_offset } => {
+            ("duplicate", None, None, Vec::new(), Some(*of_offset))
+        }
+        RecordOutcome::Filtered => ("filtered", None, None, Vec::new(), None),
+        RecordOutcome::Rejected(r) => (
+            "rejected",
+            Some(r.stage.as_str()),
+            Some(r.reason.clone()),
+            Vec::new(),
+            None,
+        ),
+    };
+    Decision::Outcome {
+        outcome: name,
+        stage,
+        reason,
+        event_types,
+        of_offset,
     }
 }
 

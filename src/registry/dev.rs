@@ -62,7 +62,7 @@ impl DevRegistry {
                 Response {
                     status,
                     content_type: CONTENT_TYPE,
-                    body: value.to_string(),
+                    body: value.to_string().into(),
                 }
             },
         )?;

@@ -210,6 +210,32 @@ impl Registry {
         Ok(std::sync::Arc::new(ids))
     }
 
+    /// The ids the event schemas are registered under, looked up without
+    /// registering anything (`recast explain`); `None` when one is not
+    /// registered yet (the worker registers them when it starts).
+    pub fn lookup_all(
+        &self,
+        schemas: &LedgerSchemas,
+        ledger_topic: &str,
+    ) -> Result<Option<SchemaIds>, RegistryError> {
+        let mut ids = std::collections::HashMap::new();
+        for schema in schemas.iter() {
+            let path = format!("/subjects/{}", encode_path(&schema.subject(ledger_topic)));
+            match self.request(&path, Some(&schema_body(&schema.text))) {
+                Ok(body) => {
+                    ids.insert(schema.event_type().to_owned(), self.id_in(&body, &path)?);
+                }
+                Err(RegistryError::Refused { code, .. })
+                    if code == SUBJECT_NOT_FOUND || code == SCHEMA_NOT_FOUND =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(std::sync::Arc::new(ids)))
+    }
+
     fn id_in(&self, body: &serde_json::Value, path: &str) -> Result<u32, RegistryError> {
         body["id"]
             .as_u64()

@@ -26,6 +26,8 @@ pub(crate) struct Metrics {
     reload_failures: IntCounterVec,
     commit_seconds: HistogramVec,
     batch_records: HistogramVec,
+    tap_dropped: IntCounterVec,
+    taps_open: IntGaugeVec,
     assignment: Assignment,
 }
 
@@ -139,6 +141,8 @@ pub const NAMES: &[&str] = &[
     "recast_dedupe_restore_seconds",
     "recast_consumer_lag",
     "recast_start_time_seconds",
+    "recast_tap_dropped_total",
+    "recast_taps_open",
 ];
 
 impl Metrics {
@@ -214,14 +218,25 @@ impl Metrics {
             "Legacy records per transaction.",
             prometheus::exponential_buckets(1.0, 4.0, 10).expect("buckets"),
         );
+        let tap_dropped = counter(
+            "recast_tap_dropped_total",
+            "Decision traces a live tap was too slow to take, dropped.",
+            &["topic"],
+        );
+        let taps_open = gauge(
+            "recast_taps_open",
+            "Live taps (GET /tap) open on this instance.",
+            &["topic"],
+        );
         let assignment = Assignment::register(&registry);
         start_time(&registry, legacy_topic);
         // Counted from 0, so `increase()` sees the first one.
-        for counter in [&producer_renewals, &reload_failures] {
+        for counter in [&producer_renewals, &reload_failures, &tap_dropped] {
             counter.with_label_values(&[legacy_topic]);
         }
-        // 0 until the group says otherwise.
+        // 0 until the group says otherwise, or a tap opens.
         assignment.partitions.with_label_values(&[legacy_topic]);
+        taps_open.with_label_values(&[legacy_topic]);
         Self {
             registry,
             topic: legacy_topic.to_owned(),
@@ -235,6 +250,8 @@ impl Metrics {
             reload_failures,
             commit_seconds,
             batch_records,
+            tap_dropped,
+            taps_open,
             assignment,
         }
     }
@@ -285,6 +302,18 @@ impl Metrics {
         self.transactions
             .with_label_values(&[&self.topic, "aborted"])
             .inc();
+    }
+
+    /// A live tap's queue was full: a trace was dropped.
+    pub(crate) fn tap_dropped(&self) {
+        self.tap_dropped.with_label_values(&[&self.topic]).inc();
+    }
+
+    /// `open` live taps are open now.
+    pub(crate) fn taps_open(&self, open: usize) {
+        self.taps_open
+            .with_label_values(&[&self.topic])
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     /// A failed producer was replaced by a new one.

@@ -4,3 +4,4 @@
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod rejections;
+pub(crate) mod tap;

@@ -58,11 +58,18 @@ pub fn parse(text: &str) -> Result<Vec<LegacyLine>, LineError> {
 /// Reads JSON lines one at a time, skipping blank ones: for files larger
 /// than memory.
 pub fn read(reader: impl std::io::BufRead) -> impl Iterator<Item = Result<LegacyLine, LineError>> {
+    read_numbered(reader).map(|read| read.map(|(_, line)| line))
+}
+
+/// [`read`], with each record's 1-based line number.
+pub fn read_numbered(
+    reader: impl std::io::BufRead,
+) -> impl Iterator<Item = Result<(usize, LegacyLine), LineError>> {
     reader
         .lines()
         .enumerate()
         .filter_map(|(i, line)| match line {
-            Ok(line) => parse_line((i, &line)),
+            Ok(line) => parse_line((i, &line)).map(|parsed| parsed.map(|l| (i + 1, l))),
             Err(e) => Some(Err(LineError {
                 line: i + 1,
                 message: e.to_string(),

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod create_topics;
+pub mod explain;
 pub mod golden;
 pub mod inspect;
 pub mod legacy_file;
@@ -10,3 +11,4 @@ pub mod load;
 pub mod log_reader;
 pub(crate) mod offline;
 pub mod replay;
+pub mod tap;

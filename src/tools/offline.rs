@@ -7,6 +7,7 @@
 use crate::config::Config;
 use crate::pipeline::dedupe::{DedupeWindow, Memory};
 use crate::pipeline::record::{LegacyRecord, Position};
+use crate::pipeline::trace::Trace;
 use crate::pipeline::{Pipeline, RecordOutcome};
 use crate::tools::legacy_file::LegacyLine;
 
@@ -35,6 +36,16 @@ impl Offline {
 
     /// Runs the next record.
     pub fn run(&mut self, line: &LegacyLine, recorded_at_ms: i64) -> RecordOutcome {
+        self.run_traced(line, recorded_at_ms, &mut Trace::off())
+    }
+
+    /// Runs the next record, noting its decisions in `trace`.
+    pub fn run_traced(
+        &mut self,
+        line: &LegacyLine,
+        recorded_at_ms: i64,
+        trace: &mut Trace,
+    ) -> RecordOutcome {
         let position = Position {
             topic: &self.topic,
             partition: 0,
@@ -46,13 +57,33 @@ impl Offline {
             &mut self.window,
             &line.record(position),
             recorded_at_ms,
+            trace,
         )
+    }
+
+    /// The position the next record of a file gets.
+    pub fn next_position(&self) -> Position<'_> {
+        Position {
+            topic: &self.topic,
+            partition: 0,
+            offset: self.next_offset,
+        }
+    }
+
+    pub fn mapping_version(&self) -> &str {
+        self.pipeline.mapping_version()
     }
 
     /// Runs a record read from a topic, at its own position: each
     /// partition has its own window, in offset order.
     pub fn run_record(&mut self, record: &LegacyRecord<'_>, recorded_at_ms: i64) -> RecordOutcome {
-        decide(&self.pipeline, &mut self.window, record, recorded_at_ms)
+        decide(
+            &self.pipeline,
+            &mut self.window,
+            record,
+            recorded_at_ms,
+            &mut Trace::off(),
+        )
     }
 }
 
@@ -62,11 +93,13 @@ fn decide(
     window: &mut Option<DedupeWindow>,
     record: &LegacyRecord<'_>,
     recorded_at_ms: i64,
+    trace: &mut Trace,
 ) -> RecordOutcome {
-    let outcome = pipeline.run(
+    let outcome = pipeline.run_traced(
         record,
         window.as_mut().map(|w| w as &mut dyn Memory),
         recorded_at_ms,
+        trace,
     );
     if let Some(window) = window {
         window.commit();

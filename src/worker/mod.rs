@@ -11,6 +11,7 @@
 //! buffered records of revoked partitions are simply dropped (their new
 //! owner reads them again from the committed offset).
 
+pub(crate) mod explain;
 pub(crate) mod kafka;
 pub(crate) mod redrive;
 pub(crate) mod reload;
@@ -32,11 +33,13 @@ use crate::pipeline::dead_letter;
 use crate::pipeline::dedupe::{DedupeWindow, Memory};
 use crate::pipeline::event_headers;
 use crate::pipeline::record::{LegacyRecord, Position};
+use crate::pipeline::trace::Trace;
 use crate::pipeline::{Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection};
 use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rejections::{Note, RejectionLog};
+use crate::telemetry::tap::Tap;
 use crate::worker::kafka::{StartupError, check_cluster};
 use crate::worker::redrive::{IndexError, Redrive, RedriveOptions, Redriven};
 use crate::worker::reload::{Prepared, Ready, Reloads};
@@ -197,12 +200,19 @@ fn serve(
     } = role;
     // A loop that makes no progress for a transaction timeout is stuck.
     let health = Arc::new(Health::new(config.raw.batch.transaction_timeout));
+    let tap = (config.raw.http.enabled && config.raw.http.tap)
+        .then(|| Arc::new(Tap::new(metrics.clone())));
     if config.raw.http.enabled {
-        let address = http::serve(&config.raw.http.listen, metrics.clone(), health.clone())
-            .map_err(|error| WorkerError::Listen {
-                address: config.raw.http.listen.clone(),
-                error,
-            })?;
+        let address = http::serve(
+            &config.raw.http.listen,
+            metrics.clone(),
+            health.clone(),
+            tap.clone(),
+        )
+        .map_err(|error| WorkerError::Listen {
+            address: config.raw.http.listen.clone(),
+            error,
+        })?;
         tracing::info!(%address, "http listening");
     }
     let partitions = check_cluster(config)?;
@@ -233,6 +243,7 @@ fn serve(
         metrics,
         rejections: Mutex::new(RejectionLog::new(Instant::now())),
         health,
+        tap,
         reloads,
         running: config.clone(),
     };
@@ -277,6 +288,8 @@ struct Worker<'a> {
     /// `&self`: the batch borrows the source).
     rejections: Mutex<RejectionLog>,
     health: Arc<Health>,
+    /// The live tap, when `[http] tap` opens it.
+    tap: Option<Arc<Tap>>,
     reloads: Reloads,
     /// The configuration whose mapping runs: `config` until a reload.
     running: Config,
@@ -339,6 +352,7 @@ impl Worker<'_> {
             let failure = match self.transact(&batch, transactions, state) {
                 Ok(batch_totals) => {
                     state.commit();
+                    self.settle_traces(true);
                     if let Some(window) = state.window() {
                         self.report_windows(window);
                     }
@@ -363,6 +377,7 @@ impl Worker<'_> {
             } = *failure;
             let aborting = error.is_abortable();
             let error = if aborting {
+                self.settle_traces(false);
                 totals.aborted += 1;
                 self.metrics.batch_aborted();
                 consecutive_aborts += 1;
@@ -403,12 +418,22 @@ impl Worker<'_> {
         resumed: &BTreeMap<i32, i64>,
     ) {
         if next.iter().all(|(p, n)| resumed.get(p) >= Some(n)) {
+            self.settle_traces(true);
             totals.records.add(counts);
             totals.committed += 1;
             self.metrics.batch_committed(counts, elapsed);
         } else {
+            self.settle_traces(false);
             totals.aborted += 1;
             self.metrics.batch_aborted();
+        }
+    }
+
+    /// The transaction's traces go to the live taps, marked with how it
+    /// ended.
+    fn settle_traces(&self, committed: bool) {
+        if let Some(tap) = &self.tap {
+            tap.settle(committed);
         }
     }
 
@@ -610,7 +635,8 @@ impl Worker<'_> {
                 stage = stage.as_str(),
                 %reason,
                 more,
-                "more like this to the dead-letter topic (not logged one by one)"
+                "more like this to the dead-letter topic (not logged one by one; \
+                 `recast explain --topic dead-letter` shows any of them)"
             );
         }
     }
@@ -707,15 +733,18 @@ impl Worker<'_> {
         let recorded_at_ms = now_ms();
         for message in batch {
             let read = legacy_record(message);
+            let mut trace = self.tap.as_ref().map_or(Trace::off(), |tap| tap.trace());
             match state {
                 State::Legacy(window) => {
                     let window = window.as_mut().map(|w| w as &mut dyn Memory);
-                    let outcome = self.pipeline.run(&read, window, recorded_at_ms);
+                    let outcome =
+                        self.pipeline
+                            .run_traced(&read, window, recorded_at_ms, &mut trace);
                     self.write(&read, &outcome, None)?;
                     counts.count(&outcome);
                 }
                 State::DeadLetters(redrive) => {
-                    match redrive.decide(&self.pipeline, &read, recorded_at_ms) {
+                    match redrive.decide(&self.pipeline, &read, recorded_at_ms, &mut trace) {
                         Redriven::Skipped(why) => counts.skip(why),
                         Redriven::Ran { record, outcome } => {
                             self.write(&record, &outcome, Some(read.position))?;
@@ -723,6 +752,9 @@ impl Worker<'_> {
                         }
                     }
                 }
+            }
+            if let Some(tap) = &self.tap {
+                tap.stage(&read, self.pipeline.mapping_version(), trace);
             }
         }
         let group = self
@@ -824,9 +856,15 @@ impl Worker<'_> {
             .lock()
             .expect("rejection log lock")
             .note(rejection);
+        let position = record.position;
+        // The command that says why, step by step (formatted only when logged).
+        let explain = format_args!(
+            "recast explain --topic legacy --partition {} --offset {}",
+            position.partition, position.offset
+        );
         match note {
-            Note::Log => tracing::info!("to the dead-letter topic"),
-            Note::Suppressed => tracing::debug!("to the dead-letter topic"),
+            Note::Log => tracing::info!(%explain, "to the dead-letter topic"),
+            Note::Suppressed => tracing::debug!(%explain, "to the dead-letter topic"),
         }
         let ours = dead_letter::headers(
             record.position,

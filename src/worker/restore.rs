@@ -116,8 +116,8 @@ pub fn restore(
 }
 
 /// Reads `[from, until)` of every pending partition and runs its records for
-/// the window.
-fn read_back(
+/// the window (also `recast explain`'s window before a record).
+pub(crate) fn read_back(
     config: &Config,
     registry: Option<&Registry>,
     pipeline: &Pipeline,

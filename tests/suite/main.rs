@@ -12,6 +12,7 @@ mod cli;
 mod dedupe;
 mod deploy;
 mod exactly_once;
+mod explain;
 mod independent_decode;
 mod log_reader;
 mod offline_tools;

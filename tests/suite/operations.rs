@@ -5,57 +5,9 @@
 
 use crate::common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{Scenario, terminate, wait_until};
-
-/// `GET path` on the worker's listener: (status, body).
-fn get(address: &str, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(address).expect("connect to /metrics");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
-}
-
-/// The value of the sample `name{labels}` in a Prometheus text body.
-fn sample(body: &str, series: &str) -> u64 {
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("{series} not in\n{body}"))
-}
-
-/// The operations listener's address, from the worker's log.
-fn listening(s: &Scenario, instance: &str) -> String {
-    let mut address = String::new();
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            address = s
-                .worker_log(instance)
-                .lines()
-                .find_map(|l| l.split("http listening address=").nth(1).map(str::to_owned))
-                .unwrap_or_default();
-            !address.is_empty()
-        }),
-        "{}",
-        s.worker_log(instance)
-    );
-    address
-}
+use common::{Scenario, get, listening, metric_value, terminate, wait_until};
 
 #[test]
 fn metrics_match_the_input_and_add_up() {
@@ -80,12 +32,12 @@ fn metrics_match_the_input_and_add_up() {
     assert_eq!(status, 200);
     let t = format!("topic=\"{}\"", s.legacy);
     let outcome = |o: &str| {
-        sample(
+        metric_value(
             &body,
             &format!("recast_records_total{{outcome=\"{o}\",{t}}}"),
         )
     };
-    let consumed = sample(&body, &format!("recast_records_consumed_total{{{t}}}"));
+    let consumed = metric_value(&body, &format!("recast_records_consumed_total{{{t}}}"));
     assert_eq!(consumed, 300);
     assert_eq!(outcome("event"), 243);
     assert_eq!(outcome("filtered"), 13);
@@ -96,7 +48,7 @@ fn metrics_match_the_input_and_add_up() {
         outcome("event") + outcome("filtered") + outcome("duplicate") + outcome("rejected")
     );
     let stage = |st: &str| {
-        sample(
+        metric_value(
             &body,
             &format!("recast_records_rejected_total{{stage=\"{st}\",{t}}}"),
         )
@@ -111,7 +63,7 @@ fn metrics_match_the_input_and_add_up() {
     ]
     .iter()
     .map(|e| {
-        sample(
+        metric_value(
             &body,
             &format!("recast_events_produced_total{{event_type=\"{e}\",{t}}}"),
         )

@@ -53,6 +53,62 @@ impl KeySource {
             digest[..16].try_into().expect("16 bytes"),
         ))
     }
+
+    /// What the key is made of, as traces show it: the fields with their
+    /// canonical values (object keys sorted, integral numbers as integers,
+    /// `missing` for an absent field), the record key, or the payload.
+    pub(crate) fn identity(
+        &self,
+        payload: &Map<String, Value>,
+        record_key: Option<&[u8]>,
+    ) -> String {
+        match self {
+            Self::Fields(paths) => {
+                let fields: Vec<String> = paths
+                    .iter()
+                    .map(|p| match p.get(payload) {
+                        Some(value) => format!("{p}={}", canonical_json(value)),
+                        None => format!("{p} missing"),
+                    })
+                    .collect();
+                format!("fields({})", fields.join(", "))
+            }
+            Self::RecordKey => match record_key {
+                Some(key) => format!(
+                    "record key {}",
+                    Value::String(String::from_utf8_lossy(key).into_owned())
+                ),
+                None => "record key missing".into(),
+            },
+            Self::Payload => format!(
+                "payload {}",
+                canonical_json(&Value::Object(payload.clone()))
+            ),
+        }
+    }
+}
+
+/// A value as its canonical form hashes it, as JSON text: object keys
+/// sorted (`Map` is ordered by key), integral floats as integers.
+fn canonical_json(value: &Value) -> Value {
+    match value {
+        Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_none() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                Value::from(f as i64)
+            } else {
+                value.clone()
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical_json).collect()),
+        Value::Object(object) => Value::Object(
+            object
+                .iter()
+                .map(|(k, v)| (k.clone(), canonical_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 const TAG_MISSING: u8 = 0;

@@ -155,6 +155,42 @@ impl Condition {
     }
 }
 
+/// A condition as traces show it, e.g. `command equals "HEARTBEAT"` or
+/// ``any(header `x` exists, …)``.
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |f: &mut std::fmt::Formatter<'_>, name: &str, parts: &[Condition]| {
+            write!(f, "{name}(")?;
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{part}")?;
+            }
+            f.write_str(")")
+        };
+        match self {
+            Condition::All(parts) => list(f, "all", parts),
+            Condition::Any(parts) => list(f, "any", parts),
+            Condition::Not(inner) => write!(f, "not({inner})"),
+            Condition::Test(subject, test) => {
+                match subject {
+                    Subject::Field(path) => write!(f, "{path}")?,
+                    Subject::Header(name) => write!(f, "header `{name}`")?,
+                    Subject::RecordKey => f.write_str("record_key")?,
+                }
+                match test {
+                    Test::Equals(value) => write!(f, " equals {value}"),
+                    Test::In(values) => write!(f, " in {}", Value::Array(values.clone())),
+                    Test::Exists(true) => f.write_str(" exists"),
+                    Test::Exists(false) => f.write_str(" does not exist"),
+                    Test::Matches(regex) => write!(f, " matches /{}/", regex.as_str()),
+                }
+            }
+        }
+    }
+}
+
 impl Test {
     fn holds(&self, value: Option<&Value>) -> bool {
         match self {

@@ -30,6 +30,7 @@ use spec::TransformSpec;
 use transform::Transform;
 
 use crate::pipeline::record::LegacyRecord;
+use crate::pipeline::trace::{Decision, Trace};
 
 /// An event being built as it passes through the chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,14 +175,18 @@ impl Link {
         draft: Draft,
         record: &LegacyRecord<'_>,
         out: &mut Vec<Draft>,
+        trace: &mut Trace,
     ) -> Result<(), MappingError> {
         match self {
-            Link::Declarative(transform) => transform.apply(draft, record, out),
+            Link::Declarative(transform) => transform.apply(draft, record, out, trace),
             Link::Script(script) if !script.applies_to(&draft) => {
+                trace.note(|| Decision::ScriptNotCalled {
+                    event_type: draft.event_type.clone(),
+                });
                 out.push(draft);
                 Ok(())
             }
-            Link::Script(script) => script.apply(&draft, record, out),
+            Link::Script(script) => script.apply(&draft, record, out, trace),
         }
     }
 }
@@ -190,6 +195,8 @@ impl Link {
 #[derive(Debug, Clone)]
 pub struct Mapping {
     links: Vec<Link>,
+    /// Each link's file, as the configuration names it (for traces).
+    files: Vec<String>,
     version: String,
 }
 
@@ -237,7 +244,11 @@ impl Mapping {
             digest.update([0]);
         }
         let version = hex::encode(&digest.finalize()[..8]);
-        Ok(Self { links, version })
+        Ok(Self {
+            links,
+            files: files.iter().map(|f| f.path.clone()).collect(),
+            version,
+        })
     }
 
     /// The mapping version written to every event header: a hash of the
@@ -259,17 +270,22 @@ impl Mapping {
             .collect()
     }
 
-    /// Maps one decoded legacy object.
+    /// Maps one decoded legacy object, noting each decision in `trace`.
     pub fn apply(
         &self,
         object: Map<String, Value>,
         record: &LegacyRecord<'_>,
+        trace: &mut Trace,
     ) -> Result<Mapped, MappingError> {
         let mut drafts = vec![Draft::new(object)];
-        for link in &self.links {
+        for (link, file) in self.links.iter().zip(&self.files) {
             let mut next = Vec::with_capacity(drafts.len());
-            for draft in drafts {
-                link.apply(draft, record, &mut next)?;
+            for (event, draft) in drafts.into_iter().enumerate() {
+                trace.note(|| Decision::Transform {
+                    file: file.clone(),
+                    event,
+                });
+                link.apply(draft, record, &mut next, trace)?;
             }
             if next.is_empty() {
                 return Ok(Mapped::Filtered);

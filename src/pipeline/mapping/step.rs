@@ -105,12 +105,33 @@ impl Step {
         Ok(Self { when, op })
     }
 
-    /// Applies the step to an event being built from `record`.
-    pub(super) fn apply(&self, draft: &mut Draft, record: &LegacyRecord<'_>) -> Result<(), String> {
+    /// The operation's name, as transform files spell it.
+    pub(super) fn op_name(&self) -> &'static str {
+        match &self.op {
+            Op::Drop(_) => "drop",
+            Op::Keep(_) => "keep",
+            Op::Rename(_) => "rename",
+            Op::Copy(_) => "copy",
+            Op::Set(_) => "set",
+            Op::Default(_) => "default",
+            Op::Cast(_) => "cast",
+            Op::SplitField { .. } => "split_field",
+            Op::Hash { .. } => "hash",
+            Op::Mask(_) => "mask",
+        }
+    }
+
+    /// Applies the step to an event being built from `record`; whether it
+    /// ran (its `when` held).
+    pub(super) fn apply(
+        &self,
+        draft: &mut Draft,
+        record: &LegacyRecord<'_>,
+    ) -> Result<bool, String> {
         if let Some(condition) = &self.when
             && !condition.holds(draft, record)
         {
-            return Ok(());
+            return Ok(false);
         }
         let payload = &mut draft.payload;
         match &self.op {
@@ -184,7 +205,7 @@ impl Step {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -31,7 +31,11 @@ fn record(headers: Vec<crate::pipeline::record::Header<'static>>) -> LegacyRecor
 }
 
 fn apply(mapping: &Mapping, value: &Value) -> Result<Mapped, MappingError> {
-    mapping.apply(value.as_object().unwrap().clone(), &record(Vec::new()))
+    mapping.apply(
+        value.as_object().unwrap().clone(),
+        &record(Vec::new()),
+        &mut Trace::off(),
+    )
 }
 
 fn events(mapping: &Mapping, value: &Value) -> Vec<EventBody> {
@@ -154,12 +158,14 @@ fn the_command_can_come_from_a_header_or_the_record_key() {
         compile(&["[command]\nheader = \"x-command\"\nevents = { PLACE_ORDER = \"OrderPlaced\" }"])
             .unwrap();
     let with_header = record(vec![("x-command", Some(&b"place-order"[..]))]);
-    let Ok(Mapped::Events(bodies)) = m.apply(Map::new(), &with_header) else {
+    let Ok(Mapped::Events(bodies)) = m.apply(Map::new(), &with_header, &mut Trace::off()) else {
         panic!()
     };
     assert_eq!(bodies[0].event_type, "OrderPlaced");
     assert_eq!(
-        m.apply(Map::new(), &record(Vec::new())).unwrap_err().reason,
+        m.apply(Map::new(), &record(Vec::new()), &mut Trace::off())
+            .unwrap_err()
+            .reason,
         "no command header `x-command`"
     );
     let by_key =

@@ -18,6 +18,7 @@ use super::{Draft, MappingError};
 use crate::avro::is_event_type;
 use crate::json::json_kind;
 use crate::pipeline::record::LegacyRecord;
+use crate::pipeline::trace::{Decision, FieldChanges, Trace};
 
 /// A compiled transform file.
 #[derive(Debug, Clone)]
@@ -49,6 +50,16 @@ enum CommandSource {
     Field(FieldPath),
     Header(String),
     RecordKey,
+}
+
+impl std::fmt::Display for CommandSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandSource::Field(path) => write!(f, "field `{path}`"),
+            CommandSource::Header(name) => write!(f, "header `{name}`"),
+            CommandSource::RecordKey => f.write_str("the record key"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -185,24 +196,45 @@ impl Transform {
         mut draft: Draft,
         record: &LegacyRecord<'_>,
         out: &mut Vec<Draft>,
+        trace: &mut Trace,
     ) -> Result<(), MappingError> {
-        if self.filters.iter().any(|c| c.holds(&draft, record)) {
-            return Ok(());
+        for (rule, condition) in self.filters.iter().enumerate() {
+            let held = condition.holds(&draft, record);
+            trace.note(|| Decision::Filter {
+                rule,
+                when: condition.to_string(),
+                held,
+            });
+            if held {
+                return Ok(());
+            }
         }
-        if let Some((_, reason)) = self.rejects.iter().find(|(c, _)| c.holds(&draft, record)) {
-            return Err(MappingError::new(reason.clone()));
+        for (rule, (condition, reason)) in self.rejects.iter().enumerate() {
+            let held = condition.holds(&draft, record);
+            trace.note(|| Decision::Reject {
+                rule,
+                when: condition.to_string(),
+                held,
+                reason: reason.clone(),
+            });
+            if held {
+                return Err(MappingError::new(reason.clone()));
+            }
         }
-        if let Some(missing) = self
-            .required
-            .iter()
-            .find(|p| p.get_present(&draft.payload).is_none())
-        {
-            return Err(MappingError::new(format!(
-                "missing required field `{missing}`"
-            )));
+        for field in &self.required {
+            let present = field.get_present(&draft.payload).is_some();
+            trace.note(|| Decision::Require {
+                field: field.to_string(),
+                present,
+            });
+            if !present {
+                return Err(MappingError::new(format!(
+                    "missing required field `{field}`"
+                )));
+            }
         }
         if let Some(table) = &self.command {
-            match table.resolve(&draft, record)? {
+            match table.resolve(&draft, record, trace)? {
                 Some((event_type, derived_from)) => {
                     draft.event_type = Some(event_type);
                     draft.derived_from = derived_from;
@@ -211,20 +243,52 @@ impl Transform {
             }
         }
         let drafts = match &self.split {
-            Some(split) => split.apply(draft)?,
+            Some(split) => {
+                let drafts = split.apply(draft)?;
+                trace.note(|| Decision::Split {
+                    field: split.field.to_string(),
+                    into: drafts.len(),
+                });
+                drafts
+            }
             None => vec![draft],
         };
         for mut draft in drafts {
             self.read_header_fields(&mut draft)?;
-            for step in self.steps.iter().chain(
-                draft
-                    .event_type
-                    .as_ref()
-                    .and_then(|t| self.per_type.get(t))
-                    .into_iter()
-                    .flatten(),
-            ) {
-                step.apply(&mut draft, record).map_err(MappingError::new)?;
+            if self.key.is_some() || self.occurred_at.is_some() || self.correlation_id.is_some() {
+                trace.note(|| Decision::EventFields {
+                    key: draft.key.clone(),
+                    occurred_at_ms: draft.occurred_at_ms,
+                    correlation_id: draft.correlation_id.clone(),
+                });
+            }
+            let typed = draft.event_type.as_ref().and_then(|t| {
+                self.per_type
+                    .get_key_value(t)
+                    .map(|(t, steps)| (t.as_str(), steps))
+            });
+            let labelled = self
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (None, i, s))
+                .chain(typed.into_iter().flat_map(|(t, steps)| {
+                    steps.iter().enumerate().map(move |(i, s)| (Some(t), i, s))
+                }));
+            for (event_type, i, step) in labelled {
+                let before = trace.is_on().then(|| draft.payload.clone());
+                let applied = step.apply(&mut draft, record).map_err(MappingError::new)?;
+                trace.note(|| Decision::Shape {
+                    at: match event_type {
+                        Some(t) => format!("types.{t}.steps[{i}]"),
+                        None => format!("steps[{i}]"),
+                    },
+                    op: step.op_name(),
+                    applied,
+                    changes: before
+                        .map(|before| FieldChanges::between(&before, &draft.payload))
+                        .unwrap_or_default(),
+                });
             }
             out.push(draft);
         }
@@ -338,13 +402,36 @@ impl CommandTable {
         &self,
         draft: &Draft,
         record: &LegacyRecord<'_>,
+        trace: &mut Trace,
     ) -> Result<Option<(String, Option<String>)>, MappingError> {
         let command = self.read(draft, record)?;
         let normalised = normalise(&command);
-        if self.ignore.contains(&normalised) {
+        let resolved = self.lookup(&command, &normalised);
+        trace.note(|| Decision::Command {
+            from: self.source.to_string(),
+            raw: command,
+            result: match &resolved {
+                Ok(Some((event_type, None))) => event_type.clone(),
+                Ok(Some((event_type, Some(_)))) => format!("unknown: derived {event_type}"),
+                Ok(None) if self.ignore.contains(&normalised) => "ignored".into(),
+                Ok(None) => "unknown: dropped".into(),
+                Err(_) => "unknown: rejected".into(),
+            },
+            normalised,
+        });
+        resolved
+    }
+
+    /// The normalised command's event type, as `resolve` returns it.
+    fn lookup(
+        &self,
+        command: &str,
+        normalised: &str,
+    ) -> Result<Option<(String, Option<String>)>, MappingError> {
+        if self.ignore.contains(normalised) {
             return Ok(None);
         }
-        if let Some(event_type) = self.events.get(&normalised) {
+        if let Some(event_type) = self.events.get(normalised) {
             return Ok(Some((event_type.clone(), None)));
         }
         match self.unknown {
@@ -352,8 +439,8 @@ impl CommandTable {
                 Err(MappingError::new(format!("unknown command `{command}`")))
             }
             UnknownCommand::Drop => Ok(None),
-            UnknownCommand::Derive => match derive_event_type(&command) {
-                Some(event_type) => Ok(Some((event_type, Some(command)))),
+            UnknownCommand::Derive => match derive_event_type(command) {
+                Some(event_type) => Ok(Some((event_type, Some(command.to_owned())))),
                 None => Err(MappingError::new(format!(
                     "command `{command}` has no letters or digits to name an event by"
                 ))),

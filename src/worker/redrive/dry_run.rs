@@ -15,6 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Redrive, RedriveOptions, Redriven};
 use crate::config::Config;
+use crate::pipeline::trace::Trace;
 use crate::pipeline::{Counts, RecordOutcome, Stage};
 use crate::worker::kafka::{
     EndAware, EndAwareConsumer, StartupError, check_cluster, client_config,
@@ -90,7 +91,7 @@ pub fn dry_run(config: &Config, options: &RedriveOptions) -> Result<DryRun, Work
                 .fetch_writer_schemas(schemas, [read.value])
                 .map_err(|e| WorkerError::Startup(StartupError::Registry(e)))?;
         }
-        match redrive.decide(&pipeline, &read, recorded_at_ms) {
+        match redrive.decide(&pipeline, &read, recorded_at_ms, &mut Trace::off()) {
             Redriven::Skipped(why) => summary.counts.skip(why),
             Redriven::Ran { outcome, .. } => {
                 if let RecordOutcome::Rejected(rejection) = &outcome {

@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::pipeline::dead_letter::{self, DeadLetter};
 use crate::pipeline::dedupe::LedgerIndex;
 use crate::pipeline::record::LegacyRecord;
+use crate::pipeline::trace::{Decision, Trace};
 use crate::pipeline::{Pipeline, RecordOutcome};
 pub use dry_run::{DryRun, dry_run};
 pub use index::IndexError;
@@ -156,20 +157,31 @@ impl Redrive {
         pipeline: &Pipeline,
         read: &LegacyRecord<'a>,
         recorded_at_ms: i64,
+        trace: &mut Trace,
     ) -> Redriven<'a> {
         let dead_letter = match dead_letter::read(read) {
             Ok(dead_letter) => dead_letter,
             Err(e) => {
                 tracing::warn!(position = %read.position, reason = %e, "dead letter passed over");
+                trace.note(|| Decision::PassedOver {
+                    why: format!("{}: {e}", skip::UNREADABLE),
+                });
                 return Redriven::Skipped(skip::UNREADABLE);
             }
         };
         let source = dead_letter.record.position;
+        trace.note(|| Decision::DeadLetter {
+            source: source.to_string(),
+            stage: dead_letter.stage.to_owned(),
+            reason: dead_letter.reason.to_owned(),
+            rejected_by: dead_letter.mapping_version.to_owned(),
+        });
         if let Some(why) = self.passed_over(&dead_letter, pipeline.mapping_version()) {
+            trace.note(|| Decision::PassedOver { why: why.into() });
             return Redriven::Skipped(why);
         }
         let record = dead_letter.record;
-        let outcome = pipeline.run(&record, Some(&mut self.index), recorded_at_ms);
+        let outcome = pipeline.run_traced(&record, Some(&mut self.index), recorded_at_ms, trace);
         if let RecordOutcome::Events(_) = outcome {
             self.index.stage_offset(source.partition, source.offset);
         }

@@ -6,12 +6,14 @@
 
 mod assertions;
 mod broker;
+mod http;
 mod ledger;
 mod scenario;
 mod traffic;
 
 pub(crate) use assertions::*;
 pub(crate) use broker::*;
+pub(crate) use http::*;
 pub(crate) use ledger::*;
 pub(crate) use scenario::*;
 pub(crate) use traffic::*;

@@ -16,7 +16,21 @@ use crate::pipeline::mapping::privacy::{HashKey, mask};
 #[derive(Clone)]
 pub(crate) struct ScriptEngine {
     pub(super) engine: Arc<Engine>,
+    /// The same engine, counting the operations of each call into
+    /// [`operations_used`], for traces: a callback per operation is a
+    /// cost the untraced record path does not pay.
+    pub(super) counting: Arc<Engine>,
     pub(super) limits: ScriptsConfig,
+}
+
+thread_local! {
+    static OPERATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The operations the last call on the counting engine took, on this
+/// thread; reset to 0 by reading.
+pub(super) fn operations_used() -> u64 {
+    OPERATIONS.with(|ops| ops.replace(0))
 }
 
 impl std::fmt::Debug for ScriptEngine {
@@ -30,26 +44,37 @@ impl std::fmt::Debug for ScriptEngine {
 impl ScriptEngine {
     /// Builds the hardened engine with the helpers registered.
     pub(crate) fn new(limits: &ScriptsConfig, hash_key: Option<HashKey>) -> Self {
-        let mut engine = Engine::new();
-        engine
-            .set_max_operations(limits.max_operations.get())
-            .set_max_string_size(limits.max_string_bytes.get())
-            .set_max_array_size(limits.max_array_len.get())
-            .set_max_map_size(limits.max_map_len.get())
-            .set_max_call_levels(limits.max_call_depth.get())
-            .set_max_expr_depths(limits.max_expr_depth.get(), limits.max_expr_depth.get())
-            .set_strict_variables(true)
-            .disable_symbol("eval");
-        engine.on_print(|text| tracing::info!(target: "recast::script", "{text}"));
-        engine.on_debug(|text, source, position| {
-            tracing::debug!(target: "recast::script", script = source.unwrap_or_default(), %position, "{text}");
+        let mut counting = hardened(limits, hash_key.clone());
+        counting.on_progress(|operations| {
+            OPERATIONS.with(|ops| ops.set(operations));
+            None
         });
-        register_helpers(&mut engine, hash_key);
         Self {
-            engine: Arc::new(engine),
+            engine: Arc::new(hardened(limits, hash_key)),
+            counting: Arc::new(counting),
             limits: limits.clone(),
         }
     }
+}
+
+/// An engine with every limit set and the helpers registered.
+fn hardened(limits: &ScriptsConfig, hash_key: Option<HashKey>) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits.max_operations.get())
+        .set_max_string_size(limits.max_string_bytes.get())
+        .set_max_array_size(limits.max_array_len.get())
+        .set_max_map_size(limits.max_map_len.get())
+        .set_max_call_levels(limits.max_call_depth.get())
+        .set_max_expr_depths(limits.max_expr_depth.get(), limits.max_expr_depth.get())
+        .set_strict_variables(true)
+        .disable_symbol("eval");
+    engine.on_print(|text| tracing::info!(target: "recast::script", "{text}"));
+    engine.on_debug(|text, source, position| {
+            tracing::debug!(target: "recast::script", script = source.unwrap_or_default(), %position, "{text}");
+        });
+    register_helpers(&mut engine, hash_key);
+    engine
 }
 
 fn register_helpers(engine: &mut Engine, hash_key: Option<HashKey>) {

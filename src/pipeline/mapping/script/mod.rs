@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::{Draft, MappingError};
 use crate::pipeline::record::LegacyRecord;
+use crate::pipeline::trace::{Decision, FieldChanges, Trace};
 pub(crate) use config::ScriptsConfig;
 use convert::{to_json, to_rhai_map};
 pub(super) use engine::ScriptEngine;
@@ -145,12 +146,42 @@ impl Script {
         draft: &Draft,
         record: &LegacyRecord<'_>,
         out: &mut Vec<Draft>,
+        trace: &mut Trace,
+    ) -> Result<(), MappingError> {
+        if !trace.is_on() {
+            return self.call(&self.engine.engine, draft, record, out);
+        }
+        let before = out.len();
+        let result = self.call(&self.engine.counting, draft, record, out);
+        let operations = engine::operations_used();
+        let returned = out.get(before..).unwrap_or_default();
+        trace.note(|| Decision::Script {
+            result: match (&result, returned.len()) {
+                (Err(e), _) => format!("rejected: {}", e.reason),
+                (Ok(()), 0) => "returned nothing: filtered".into(),
+                (Ok(()), 1) => "returned 1 event".into(),
+                (Ok(()), n) => format!("returned {n} events"),
+            },
+            operations,
+            // Of one event, what the script changed in it.
+            changes: match returned {
+                [one] => FieldChanges::between(&draft.payload, &one.payload),
+                _ => FieldChanges::default(),
+            },
+        });
+        result
+    }
+
+    fn call(
+        &self,
+        engine: &Engine,
+        draft: &Draft,
+        record: &LegacyRecord<'_>,
+        out: &mut Vec<Draft>,
     ) -> Result<(), MappingError> {
         let input = Self::input(draft, record);
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        let returned: Dynamic = self
-            .engine
-            .engine
+        let returned: Dynamic = engine
             .call_fn_with_options(options, &mut Scope::new(), &self.ast, ENTRY, (input,))
             .map_err(|e| self.rejection(&e))?;
         if returned.is_unit() {
@@ -336,7 +367,9 @@ mod tests {
             panic!("payloads are objects")
         };
         let record = crate::pipeline::mapping::test_record(Some(b"k-1"), vec![("x-h", Some(b"v"))]);
-        mapping.apply(payload, &record).map_err(|e| e.reason)
+        mapping
+            .apply(payload, &record, &mut crate::pipeline::trace::Trace::off())
+            .map_err(|e| e.reason)
     }
 
     fn rejection(script: &str, limits: &ScriptsConfig) -> String {
