@@ -1,6 +1,7 @@
 //! Throughput of the pure per-record core (decode → mapping → envelope →
 //! encode) on the sample legacy records — writing Confluent-framed Avro as
-//! the worker does, and JSON without schemas — and of each stage alone:
+//! the worker does, and JSON without schemas; with a decision trace, as
+//! `recast explain` and the live tap run it — and of each stage alone:
 //! decode, the envelope and encoding (Avro, JSON), the mapping as shipped (`cart.toml` then `cart-amounts.rhai`), the
 //! declarative file alone, the same mapping written as a Rhai script
 //! (`benches/cart.rhai`), and a chain that uses most of the declarative
@@ -22,7 +23,7 @@ use recast::envelope::{EnvelopeContext, encode_avro, encode_json, header};
 use recast::legacy_file::{LegacyLine, parse};
 use recast::{Encoding, SchemaIds};
 use recast::{LegacyRecord, Position};
-use recast::{Mapped, Mapping, TransformFile};
+use recast::{Mapped, Mapping, Trace, TransformFile};
 
 fn sample() -> Vec<LegacyLine> {
     let text = std::fs::read_to_string(concat!(
@@ -68,6 +69,17 @@ fn bench(c: &mut Criterion) {
             });
         });
     }
+    // What `recast explain` and the live tap pay per traced record; the
+    // worker runs with the trace off (`run_sample_avro`).
+    group.bench_function("run_sample_avro_traced", |b| {
+        b.iter(|| {
+            for record in &records {
+                let mut trace = Trace::on();
+                black_box(avro.run_traced(record, None, 1_764_000_100_000, &mut trace));
+                black_box(trace);
+            }
+        });
+    });
 
     let decoder = Decoder::new(921_600, 64);
     group.bench_function("decode", |b| {

@@ -102,6 +102,8 @@ pub fn header<'a>(body: &'a EventBody, index: usize, ctx: &EnvelopeContext<'a>) 
 }
 
 impl<'a> Header<'a> {
+    // Inlined: in `encode_json` it is built and serialised on the hot path.
+    #[inline]
     fn json(&'a self) -> HeaderJson<'a> {
         HeaderJson {
             event_id: self.event_id,

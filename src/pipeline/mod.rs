@@ -4,7 +4,10 @@
 //! window remembers of it (the rule is on `run`). The worker, `recast
 //! test`, `recast replay` and the dedupe-window restore all call it and
 //! nothing else, so they decide alike; the offline tools differ only in
-//! writing JSON events, whose size the limit is then checked on.
+//! writing JSON events, whose size the limit is then checked on. `recast
+//! explain` and the live tap run the same function with a decision trace
+//! on (`trace.rs`), so a trace says what the path did, not what a second
+//! reading of the mapping thinks it did.
 //!
 //! No I/O and no clock: the caller passes `recorded_at`, so the same record
 //! always gives the same outcome. The worker runs it inside a transaction;

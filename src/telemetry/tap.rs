@@ -8,7 +8,7 @@
 //! whose filter it passes. A tap that is not reading has a bounded queue;
 //! what does not fit is dropped and counted
 //! (`recast_tap_dropped_total`). With no tap open, the loop pays one
-//! atomic load per transaction.
+//! atomic load per record.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};

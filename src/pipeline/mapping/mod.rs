@@ -166,7 +166,7 @@ pub(crate) fn line_at(text: &str, offset: usize) -> usize {
 #[derive(Debug, Clone)]
 enum Link {
     Declarative(Box<Transform>),
-    Script(Script),
+    Script(Box<Script>),
 }
 
 impl Link {
@@ -221,10 +221,10 @@ impl Mapping {
             let span_line =
                 |span: Option<std::ops::Range<usize>>| span.map(|s| line_at(&file.text, s.start));
             let link = if is_script(&file.path) {
-                Link::Script(
+                Link::Script(Box::new(
                     Script::compile(&engine, &file.path, &file.text)
                         .map_err(|e| error(e.line, e.message))?,
-                )
+                ))
             } else {
                 let spec: TransformSpec = toml::from_str(&file.text)
                     .map_err(|e| error(span_line(e.span()), e.message().to_owned()))?;

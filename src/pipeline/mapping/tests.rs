@@ -308,3 +308,92 @@ fn invalid_files_are_refused_with_file_line_and_reason() {
         );
     }
 }
+
+#[test]
+fn a_trace_names_every_rule_tried_the_split_and_each_steps_changes() {
+    let m = compile(&[r#"
+require = ["cartId"]
+[[filter]]
+when = { field = "command", equals = "PING" }
+[[reject]]
+when = { not = { field = "items", exists = true } }
+reason = "no items"
+[command]
+field = "command"
+events = { ADD_ITEMS = "ItemAdded" }
+[split]
+field = "items"
+[event]
+key = "cartId"
+[[steps]]
+drop = ["command"]
+[[steps]]
+when = { field = "sku", equals = "B" }
+set = { priority = true }
+[types.ItemAdded]
+steps = [{ rename = { sku = "item.sku" } }]
+"#])
+    .unwrap();
+    let mut trace = Trace::on();
+    let value =
+        json!({"command": "add_items", "cartId": "c", "items": [{"sku": "A"}, {"sku": "B"}]});
+    let mapped = m.apply(
+        value.as_object().unwrap().clone(),
+        &record(Vec::new()),
+        &mut trace,
+    );
+    assert!(
+        matches!(mapped, Ok(Mapped::Events(ref e)) if e.len() == 2),
+        "{mapped:?}"
+    );
+    let steps: Vec<Value> = trace
+        .decisions
+        .iter()
+        .map(|d| serde_json::to_value(d).unwrap())
+        .collect();
+    assert_eq!(
+        steps[0],
+        json!({"step": "transform", "file": "t0.toml", "event": 0})
+    );
+    assert_eq!(
+        steps[1],
+        json!({"step": "filter", "rule": 0, "when": "command equals \"PING\"", "held": false})
+    );
+    assert_eq!(
+        steps[2],
+        json!({"step": "reject", "rule": 0, "when": "not(items exists)", "held": false, "reason": "no items"})
+    );
+    assert_eq!(
+        steps[3],
+        json!({"step": "require", "field": "cartId", "present": true})
+    );
+    assert_eq!(steps[4]["raw"], "add_items");
+    assert_eq!(steps[4]["normalised"], "additems");
+    assert_eq!(steps[4]["result"], "ItemAdded");
+    assert_eq!(
+        steps[5],
+        json!({"step": "split", "field": "items", "into": 2})
+    );
+    // Then, per event: [event], the steps, the per-type steps.
+    let at = |event: usize| -> Vec<(String, bool)> {
+        let per_event = &steps[6 + event * 4..6 + event * 4 + 4];
+        assert_eq!(per_event[0]["step"], "event_fields");
+        per_event[1..]
+            .iter()
+            .map(|d| (d["at"].as_str().unwrap().to_owned(), d["applied"] == true))
+            .collect()
+    };
+    let expected = |priority: bool| {
+        vec![
+            ("steps[0]".to_owned(), true),
+            ("steps[1]".to_owned(), priority),
+            ("types.ItemAdded.steps[0]".to_owned(), true),
+        ]
+    };
+    assert_eq!(at(0), expected(false));
+    assert_eq!(at(1), expected(true));
+    assert_eq!(steps[6 + 4 + 2]["added"], json!(["priority"]));
+    assert_eq!(steps[6 + 4 + 3]["removed"], json!(["sku"]));
+    assert_eq!(steps[6 + 4 + 3]["added"], json!(["item"]));
+    assert_eq!(steps.len(), 6 + 8);
+}

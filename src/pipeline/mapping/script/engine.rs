@@ -2,7 +2,7 @@
 //! helpers scripts may call: the declarative language's operations and
 //! logging, and nothing that reaches outside the record.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
@@ -18,8 +18,10 @@ pub(crate) struct ScriptEngine {
     pub(super) engine: Arc<Engine>,
     /// The same engine, counting the operations of each call into
     /// [`operations_used`], for traces: a callback per operation is a
-    /// cost the untraced record path does not pay.
-    pub(super) counting: Arc<Engine>,
+    /// cost the untraced record path does not pay. Built on the first
+    /// traced call, so a worker that is never tapped never builds it.
+    counting: Arc<OnceLock<Engine>>,
+    hash_key: Option<HashKey>,
     pub(super) limits: ScriptsConfig,
 }
 
@@ -44,16 +46,24 @@ impl std::fmt::Debug for ScriptEngine {
 impl ScriptEngine {
     /// Builds the hardened engine with the helpers registered.
     pub(crate) fn new(limits: &ScriptsConfig, hash_key: Option<HashKey>) -> Self {
-        let mut counting = hardened(limits, hash_key.clone());
-        counting.on_progress(|operations| {
-            OPERATIONS.with(|ops| ops.set(operations));
-            None
-        });
         Self {
-            engine: Arc::new(hardened(limits, hash_key)),
-            counting: Arc::new(counting),
+            engine: Arc::new(hardened(limits, hash_key.clone())),
+            counting: Arc::new(OnceLock::new()),
+            hash_key,
             limits: limits.clone(),
         }
+    }
+
+    /// The counting engine, for a traced call.
+    pub(super) fn counting(&self) -> &Engine {
+        self.counting.get_or_init(|| {
+            let mut counting = hardened(&self.limits, self.hash_key.clone());
+            counting.on_progress(|operations| {
+                OPERATIONS.with(|ops| ops.set(operations));
+                None
+            });
+            counting
+        })
     }
 }
 

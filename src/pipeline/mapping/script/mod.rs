@@ -152,7 +152,7 @@ impl Script {
             return self.call(&self.engine.engine, draft, record, out);
         }
         let before = out.len();
-        let result = self.call(&self.engine.counting, draft, record, out);
+        let result = self.call(self.engine.counting(), draft, record, out);
         let operations = engine::operations_used();
         let returned = out.get(before..).unwrap_or_default();
         trace.note(|| Decision::Script {
