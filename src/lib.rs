@@ -75,5 +75,6 @@ pub use telemetry::metrics::NAMES as METRIC_NAMES;
 // The other subcommands.
 pub use tools::offline::Offline;
 pub use tools::{
-    check, create_topics, explain, golden, inspect, legacy_file, load, log_reader, replay, tap,
+    check, create_topics, explain, golden, infer, inspect, legacy_file, load, log_reader, replay,
+    tap,
 };

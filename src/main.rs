@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 use recast::{
     Config, ConfigError, Filters, RedriveOptions, RunOptions, Totals, WorkerError, create_topics,
-    explain, golden, inspect, legacy_file, load, replay, tap,
+    explain, golden, infer, inspect, legacy_file, load, replay, tap,
 };
 
 #[derive(Debug, Parser)]
@@ -58,6 +58,24 @@ struct ExplainArgs {
     /// `text` (coloured on a terminal) or `json` (one object per record).
     #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
     format: TraceFormat,
+}
+
+#[derive(Debug, clap::Args)]
+struct InferArgs {
+    /// The sample (JSON lines, as `replay` reads them); `-` for
+    /// standard input.
+    #[arg(long)]
+    input: PathBuf,
+    /// The field the command is in. Default: guessed.
+    #[arg(long)]
+    command_field: Option<String>,
+    /// Write a draft here: `recast.toml`, `transforms/`, `schemas/`;
+    /// then replay the sample through it and print what it does.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The drafted schemas' namespace (e.g. `shop.cart`).
+    #[arg(long, default_value = "ledger")]
+    name_prefix: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -193,6 +211,13 @@ enum Command {
     /// (`http.tap = true`) sends, as `recast explain` shows them. The worker
     /// samples them and never waits for this client.
     Tap(TapArgs),
+    /// Read a sample of a legacy topic and report what a mapping for it
+    /// needs: the command field, every spelling of every command and the
+    /// event type proposed for it, and per event type its fields (types,
+    /// presence, examples) with the technical noise and the personal data
+    /// (found by the values' shape) that must not reach a ledger. Personal
+    /// values are shown by their shape only.
+    Infer(InferArgs),
     /// Print the committed records of a topic (read at log level, applying
     /// transaction markers) and a summary.
     Inspect {
@@ -347,6 +372,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             (None, None) => bail!("--input or --topic"),
         },
         Command::Explain(args) => explain(config, &args),
+        Command::Infer(args) => infer(config, args),
         Command::Tap(args) => tap_live(config, args),
         Command::Inspect { topic, limit } => Ok(inspect::inspect(
             config,
@@ -356,22 +382,27 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         )?),
         Command::Load { input } => load(config, &input),
         Command::CreateTopics { partitions } => {
-            let t = &config.raw.topics;
-            runtime
-                .block_on(create_topics::create_topics(
-                    &recast::client_config(config),
-                    &[&t.legacy, &t.ledger, &t.dead_letter],
-                    partitions,
-                    config.raw.kafka.connect_timeout,
-                ))
-                .context("creating topics")?;
-            println!(
-                "topics ready: {}, {}, {}",
-                t.legacy, t.ledger, t.dead_letter
-            );
-            Ok(())
+            runtime.block_on(create_missing_topics(config, partitions))
         }
     }
+}
+
+/// `recast create-topics`: the three topics, when missing.
+async fn create_missing_topics(config: &Config, partitions: i32) -> anyhow::Result<()> {
+    let t = &config.raw.topics;
+    create_topics::create_topics(
+        &recast::client_config(config),
+        &[&t.legacy, &t.ledger, &t.dead_letter],
+        partitions,
+        config.raw.kafka.connect_timeout,
+    )
+    .await
+    .context("creating topics")?;
+    println!(
+        "topics ready: {}, {}, {}",
+        t.legacy, t.ledger, t.dead_letter
+    );
+    Ok(())
 }
 
 fn check(config: &Config, offline: bool) -> anyhow::Result<()> {
@@ -471,6 +502,52 @@ fn tap_live(config: &Config, args: TapArgs) -> anyhow::Result<()> {
     })?;
     written?;
     eprintln!("{received} traces from {url}");
+    Ok(())
+}
+
+/// `recast infer`: the report, and with `--out` the draft and what it
+/// makes of the sample.
+fn infer(config: &Config, args: InferArgs) -> anyhow::Result<()> {
+    let InferArgs {
+        input,
+        command_field,
+        out,
+        name_prefix,
+    } = args;
+    let input = input.as_path();
+    let mut lines = Vec::new();
+    for line in legacy_file::read(open_input(input)?) {
+        lines.push(line.with_context(|| input.display().to_string())?);
+    }
+    let inference = infer::infer(
+        config,
+        lines.clone(),
+        &infer::InferOptions { command_field },
+    );
+    print!("{inference}");
+    let Some(dir) = out.as_deref() else {
+        return Ok(());
+    };
+    let source = input.display().to_string();
+    let written = infer::write_draft(&inference, config, dir, &source, &name_prefix)?;
+    println!("\ndraft written to {}:", dir.display());
+    for file in &written.files {
+        println!("  {}", file.display());
+    }
+    let drafted = Config::load(Some(&dir.join("recast.toml")), Vec::new())
+        .map_err(|e| anyhow::anyhow!("the drafted configuration does not load: {e}"))?;
+    let text: String = lines
+        .iter()
+        .map(|l| serde_json::to_string(l).expect("a legacy line serialises") + "\n")
+        .collect();
+    let summary = replay::replay(
+        &drafted,
+        text.as_bytes(),
+        &mut std::io::sink(),
+        epoch_ms(std::time::SystemTime::now()),
+        |_| {},
+    )?;
+    println!("\nthe draft over the sample:\n{summary}");
     Ok(())
 }
 

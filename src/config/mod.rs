@@ -190,7 +190,7 @@ impl Config {
         self.build(self.json_decoder(), Encoding::Json(schemas))
     }
 
-    fn json_decoder(&self) -> Decoder {
+    pub(crate) fn json_decoder(&self) -> Decoder {
         let limits = &self.raw.limits;
         Decoder::new(limits.max_value_bytes.get(), limits.max_json_depth.get())
             .with_duplicate_keys(self.raw.source.duplicate_keys)

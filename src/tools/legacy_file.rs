@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::pipeline::record::{LegacyRecord, Position};
 
 /// One legacy record read from a JSON line.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct LegacyLine {
     #[serde(default)]
     pub key: Option<String>,

@@ -5,6 +5,7 @@ pub mod check;
 pub mod create_topics;
 pub mod explain;
 pub mod golden;
+pub mod infer;
 pub mod inspect;
 pub mod legacy_file;
 pub mod load;

@@ -250,3 +250,36 @@ fn replay_from_the_legacy_topic_agrees_with_the_file() {
     counted(summary(&["--from-time", "2000-01-01T00:00:00Z"]), 300);
     counted(summary(&["--from-time", "2999-01-01T00:00:00Z"]), 0);
 }
+
+#[test]
+fn infer_drafts_a_mapping_that_check_accepts_and_that_maps_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("draft");
+    let output = recast(&[
+        "infer",
+        "--input",
+        "tests/data/legacy-cart.jsonl",
+        "--out",
+        out.to_str().unwrap(),
+        "--name-prefix",
+        "shop.cart",
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains(
+            "AddedToCart                      ← ADD_TO_CART (13), AddToCart (25), add.to.cart (15)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "the draft over the sample:\n300 records: 244 became 244 events, 13 filtered, 35 duplicates, 8 rejected (decode 8)"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("@example.com"), "{stdout}");
+    let config = out.join("recast.toml");
+    let check = recast(&["--config", config.to_str().unwrap(), "check", "--offline"]);
+    assert!(check.status.success(), "{}", text(&check.stdout));
+}

@@ -32,7 +32,7 @@ pub(super) fn words(command: &str) -> Vec<String> {
 /// spelling of one command normalises to the same string (`addtocart`).
 /// (Splitting into words only cuts at separators and case changes, so this
 /// is the letters and digits, lower-cased, without building the words.)
-pub(super) fn normalise(command: &str) -> String {
+pub(crate) fn normalise(command: &str) -> String {
     command
         .chars()
         .filter(|c| c.is_alphanumeric())
@@ -44,7 +44,7 @@ pub(super) fn normalise(command: &str) -> String {
 /// word is taken as the verb and put in the past participle, the other
 /// words follow in `PascalCase`: `REGISTER_CUSTOMER` → `RegisteredCustomer`,
 /// `ship.order` → `ShippedOrder`. `None` when the command has no words.
-pub(super) fn derive_event_type(command: &str) -> Option<String> {
+pub(crate) fn derive_event_type(command: &str) -> Option<String> {
     let words = words(command);
     let (verb, rest) = words.split_first()?;
     let mut name = participle(verb);

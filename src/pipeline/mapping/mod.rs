@@ -21,6 +21,7 @@ mod transform;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+pub(crate) use command::{derive_event_type, normalise};
 pub(crate) use condition::toml_to_json;
 pub(crate) use path::FieldPath;
 use privacy::HashKey;
