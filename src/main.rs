@@ -61,11 +61,19 @@ struct ExplainArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["input", "topic"])))]
 struct InferArgs {
     /// The sample (JSON lines, as `replay` reads them); `-` for
     /// standard input.
     #[arg(long)]
-    input: PathBuf,
+    input: Option<PathBuf>,
+    /// Take the sample from this topic's committed records instead:
+    /// `legacy` (the configured one) or any topic name.
+    #[arg(long)]
+    topic: Option<String>,
+    /// With --topic: the last N records of each partition.
+    #[arg(long, requires = "topic", default_value_t = 10_000)]
+    last: usize,
     /// The field the command is in. Default: guessed.
     #[arg(long)]
     command_field: Option<String>,
@@ -510,15 +518,42 @@ fn tap_live(config: &Config, args: TapArgs) -> anyhow::Result<()> {
 fn infer(config: &Config, args: InferArgs) -> anyhow::Result<()> {
     let InferArgs {
         input,
+        topic,
+        last,
         command_field,
         out,
         name_prefix,
     } = args;
-    let input = input.as_path();
-    let mut lines = Vec::new();
-    for line in legacy_file::read(open_input(input)?) {
-        lines.push(line.with_context(|| input.display().to_string())?);
-    }
+    let (lines, source) = match (input, topic) {
+        (Some(input), _) => {
+            let mut lines = Vec::new();
+            for line in legacy_file::read(open_input(&input)?) {
+                lines.push(line.with_context(|| input.display().to_string())?);
+            }
+            (lines, input.display().to_string())
+        }
+        (None, Some(topic)) => {
+            let name = match topic.as_str() {
+                "legacy" => config.raw.topics.legacy.clone(),
+                other => other.to_owned(),
+            };
+            let log = recast::log_reader::read_committed(
+                &config.raw.kafka.brokers,
+                &name,
+                config.raw.kafka.connect_timeout,
+            )
+            .with_context(|| format!("reading {name}"))?;
+            let lines = replay::selected(&log.committed, replay::Range::Last(last))
+                .into_iter()
+                .map(legacy_file::LegacyLine::from_committed)
+                .collect();
+            (
+                lines,
+                format!("the last {last} committed records per partition of {name}"),
+            )
+        }
+        (None, None) => bail!("--input or --topic"),
+    };
     let inference = infer::infer(
         config,
         lines.clone(),
@@ -528,7 +563,6 @@ fn infer(config: &Config, args: InferArgs) -> anyhow::Result<()> {
     let Some(dir) = out.as_deref() else {
         return Ok(());
     };
-    let source = input.display().to_string();
     let written = infer::write_draft(&inference, config, dir, &source, &name_prefix)?;
     println!("\ndraft written to {}:", dir.display());
     for file in &written.files {

@@ -42,6 +42,25 @@ impl LegacyLine {
     }
 }
 
+impl LegacyLine {
+    /// A committed record of a topic as a line of a sample (`recast infer
+    /// --topic`): key, value and headers as text, bytes that are not UTF-8
+    /// replaced.
+    pub fn from_committed(record: &crate::tools::log_reader::CommittedRecord) -> Self {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        Self {
+            key: record.key.as_deref().map(text),
+            value: record.value.as_deref().map(text),
+            headers: record
+                .headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.clone(), text(value.as_deref()?))))
+                .collect(),
+            timestamp: Some(record.timestamp_ms),
+        }
+    }
+}
+
 /// A line that is not a legacy record.
 #[derive(Debug, thiserror::Error)]
 #[error("line {line}: {message}")]

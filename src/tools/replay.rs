@@ -126,7 +126,7 @@ pub fn replay_topic(
 }
 
 /// The records of `range`, per partition in offset order.
-fn selected(records: &[CommittedRecord], range: Range) -> Vec<&CommittedRecord> {
+pub fn selected(records: &[CommittedRecord], range: Range) -> Vec<&CommittedRecord> {
     let mut by_partition: BTreeMap<i32, Vec<&CommittedRecord>> = BTreeMap::new();
     for record in records {
         by_partition

@@ -283,3 +283,26 @@ fn infer_drafts_a_mapping_that_check_accepts_and_that_maps_the_sample() {
     let check = recast(&["--config", config.to_str().unwrap(), "check", "--offline"]);
     assert!(check.status.success(), "{}", text(&check.stdout));
 }
+
+#[test]
+fn infer_from_the_legacy_topic_reports_what_it_reports_from_the_file() {
+    let s = common::Scenario::new("infer-topic", 1);
+    let sample: Vec<_> = common::sample().into_iter().map(|(l, _)| l).collect();
+    s.produce(&sample);
+    let config = s.config(&[]);
+    let config = config.to_str().unwrap();
+    let from_file = recast(&[
+        "--config",
+        config,
+        "infer",
+        "--input",
+        "tests/data/legacy-cart.jsonl",
+    ]);
+    let from_topic = recast(&[
+        "--config", config, "infer", "--topic", "legacy", "--last", "1000",
+    ]);
+    assert!(from_topic.status.success(), "{}", text(&from_topic.stderr));
+    let report = text(&from_topic.stdout);
+    assert!(report.starts_with("300 records: 292 decoded"), "{report}");
+    assert_eq!(report, text(&from_file.stdout));
+}

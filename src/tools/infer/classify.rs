@@ -8,6 +8,27 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
+/// What a field name says it holds, when that is technical context.
+fn noise_name(segment: &str) -> Option<&'static str> {
+    let name = segment.to_ascii_lowercase();
+    if segment.starts_with('_') {
+        return Some("technical envelope (a `_` field)");
+    }
+    if let Some((_, why)) = NAMES.iter().find(|(n, _)| *n == name) {
+        return Some(why);
+    }
+    if name.contains("retry") || name.contains("attempt") {
+        return Some("a retry counter");
+    }
+    if name.starts_with("debug") || name.ends_with("debug") {
+        return Some("debugging output");
+    }
+    if name.contains("trace") && !name.contains("request") {
+        return Some("tracing context");
+    }
+    None
+}
+
 /// Field names that are technical context, and what they hold.
 const NAMES: &[(&str, &str)] = &[
     ("host", "a host name"),
@@ -29,25 +50,15 @@ const NAMES: &[(&str, &str)] = &[
     ("version", "a row version"),
 ];
 
-/// Why a field is technical context, not part of the fact.
+/// Why a field is technical context, not part of the fact. Any segment
+/// of the path may say it: everything under `_meta` or `trace` is
+/// technical, whatever its own name.
 pub(crate) fn noise(path: &str, value: &Value) -> Option<&'static str> {
-    let last = path
-        .rsplit('.')
-        .next()
-        .unwrap_or(path)
-        .trim_end_matches("[]");
-    let name = last.to_ascii_lowercase();
-    if path.split('.').any(|segment| segment.starts_with('_')) {
-        return Some("technical envelope (a `_` field)");
-    }
-    if let Some((_, why)) = NAMES.iter().find(|(n, _)| *n == name) {
+    if let Some(why) = path
+        .split('.')
+        .find_map(|segment| noise_name(segment.trim_end_matches("[]")))
+    {
         return Some(why);
-    }
-    if name.starts_with("debug") || name.ends_with("debug") {
-        return Some("debugging output");
-    }
-    if name.contains("trace") && !name.contains("request") {
-        return Some("a tracing id");
     }
     let Value::String(text) = value else {
         return None;
@@ -223,6 +234,8 @@ mod tests {
             ("thread", json!("http-nio-8080-exec-66")),
             ("debug_trace", json!("03396b91")),
             ("items[].debug_info", json!("x")),
+            ("trace.span", json!("a1b2")),
+            ("retry_count", json!(2)),
             ("note", json!("UPDATE cart SET v=v+1 WHERE id=?")),
             (
                 "error",

@@ -8,6 +8,7 @@
 //! Personal data never leaves in clear: examples of a field that held any
 //! are shown by their shape only (`aaa@aaaaaaa.aaa`).
 
+mod cases;
 mod classify;
 mod commands;
 mod draft;
@@ -53,6 +54,8 @@ pub struct Inference {
     pub correlation_id: Option<String>,
     /// The decoded records (record key, value), for drafting.
     decoded: Vec<(Option<String>, Map<String, Value>)>,
+    /// The records of the sample the golden cases are drafted from.
+    representatives: Vec<(String, LegacyLine)>,
 }
 
 /// Reads the sample and infers what it holds.
@@ -64,7 +67,8 @@ pub fn infer(
     let json = config.json_decoder();
     let mut inference = Inference::default();
     let mut decoded: Vec<(Option<String>, Map<String, Value>)> = Vec::new();
-    for line in lines {
+    let lines: Vec<LegacyLine> = lines.into_iter().collect();
+    for line in lines.iter().cloned() {
         inference.records += 1;
         match json.decode(line.value.as_deref().map(str::as_bytes)) {
             Ok(object) => decoded.push((line.key, object)),
@@ -116,6 +120,8 @@ pub fn infer(
     inference.event_time = event_time(&inference.all);
     inference.correlation_id = correlation_id(&inference.all);
     inference.decoded = decoded;
+    inference.representatives =
+        cases::representatives(&lines, config, inference.command_field.as_deref());
     inference
 }
 
@@ -135,11 +141,14 @@ pub enum DraftError {
     /// A draft that does not compile is recast's bug; the text shows where.
     #[error("the drafted transform does not compile: {0}")]
     Transform(String),
+    #[error("the drafted configuration does not load: {0}")]
+    Config(String),
 }
 
 /// Writes the draft into `dir`: `recast.toml` (the configuration to try
-/// it with), `transforms/<name>.toml` and `schemas/` (the common header
-/// and one `.avsc` per event type under `namespace`).
+/// it with), `transforms/<name>.toml`, its golden cases in
+/// `transforms/tests/<name>.toml`, and `schemas/` (the common header and
+/// one `.avsc` per event type under `namespace`).
 pub fn write_draft(
     inference: &Inference,
     config: &Config,
@@ -176,6 +185,11 @@ pub fn write_draft(
         "recast.toml".into(),
         &draft_config(inference, config, &name),
     )?;
+    let drafted = Config::load(Some(&dir.join("recast.toml")), Vec::new())
+        .map_err(|e| DraftError::Config(e.to_string()))?;
+    let cases =
+        cases::case_file(&drafted, &inference.representatives).map_err(DraftError::Transform)?;
+    write(format!("transforms/tests/{name}.toml").into(), &cases)?;
     Ok(written)
 }
 
@@ -311,7 +325,8 @@ fn correlation_id(all: &Inventory) -> Option<String> {
         })
         .find(|(path, _)| {
             let name = path.to_ascii_lowercase();
-            NAMES.iter().any(|n| name.contains(n)) && name.ends_with("id")
+            NAMES.iter().any(|n| name.contains(n))
+                && (name.ends_with("id") || name.ends_with("key"))
         })
         .map(|(path, _)| path.clone())
 }
@@ -416,199 +431,4 @@ impl std::fmt::Display for Inference {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Vec<LegacyLine> {
-        let text = include_str!("../../../tests/data/legacy-cart.jsonl");
-        crate::tools::legacy_file::parse(text).unwrap()
-    }
-
-    #[test]
-    fn the_cart_sample_gives_the_shipped_mapping_in_substance() {
-        let config = Config::load(None, Vec::new()).unwrap();
-        let inference = infer(&config, sample(), &InferOptions::default());
-        assert_eq!(inference.records, 300);
-        assert_eq!(inference.command_field.as_deref(), Some("command"));
-        let types: Vec<(&str, Option<&str>)> = inference
-            .commands
-            .iter()
-            .map(|c| (c.normalised.as_str(), c.event_type.as_deref()))
-            .collect();
-        for expected in [
-            ("addtocart", Some("AddedToCart")),
-            ("removefromcart", Some("RemovedFromCart")),
-            ("updatequantity", Some("UpdatedQuantity")),
-            ("applycoupon", Some("AppliedCoupon")),
-            ("checkout", Some("CheckedOut")),
-            ("heartbeat", None),
-        ] {
-            assert!(types.contains(&expected), "{expected:?} in {types:?}");
-        }
-        let add = &inference.types["AddedToCart"];
-        assert!(add.fields["_meta.host"].noise.is_some());
-        assert!(add.fields["_meta.sql"].noise.is_some());
-        assert!(add.fields["debug_trace"].noise.is_some());
-        assert_eq!(
-            add.fields["customer.email"].personal,
-            Some("an e-mail address")
-        );
-        assert!(add.fields["sku"].noise.is_none() && add.fields["sku"].personal.is_none());
-        assert_eq!(
-            inference.ledger_key.as_ref().map(|(k, _)| k.as_str()),
-            Some("cartId")
-        );
-        assert_eq!(
-            inference.event_time.as_ref().map(|(t, _)| t.as_str()),
-            Some("ts")
-        );
-        assert_eq!(inference.correlation_id.as_deref(), Some("requestId"));
-        let report = inference.to_string();
-        assert!(!report.contains("@example.com"), "{report}");
-        assert!(report.contains("AddedToCart"), "{report}");
-    }
-
-    #[test]
-    fn the_draft_loads_checks_and_maps_the_whole_sample() {
-        let config = Config::load(None, Vec::new()).unwrap();
-        let lines = sample();
-        let inference = infer(&config, lines.clone(), &InferOptions::default());
-        let dir = tempfile::tempdir().unwrap();
-        let written =
-            write_draft(&inference, &config, dir.path(), "the sample", "shop.cart").unwrap();
-        assert!(
-            written
-                .files
-                .iter()
-                .any(|f| f.ends_with("AddedToCart.avsc"))
-        );
-        for file in &written.files {
-            let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
-            assert!(
-                !text.contains("@example.com"),
-                "{}: a sampled address",
-                file.display()
-            );
-        }
-        let drafted = Config::load(Some(&dir.path().join("recast.toml")), Vec::new()).unwrap();
-        let report = crate::tools::check::check(&drafted, &[], None);
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
-        let text: String = lines
-            .iter()
-            .map(|l| serde_json::to_string(l).unwrap() + "\n")
-            .collect();
-        let summary = crate::tools::replay::replay(
-            &drafted,
-            text.as_bytes(),
-            &mut std::io::sink(),
-            0,
-            |_| {},
-        )
-        .unwrap();
-        // Every sampled record accounted for: the malformed ones rejected at
-        // decode, nothing rejected by the schemas drafted from the events.
-        assert_eq!(summary.counts.records, 300);
-        assert_eq!(summary.counts.filtered, 13);
-        assert_eq!(summary.counts.duplicates, 35);
-        assert_eq!(summary.counts.rejected_total(), 8);
-        assert!(
-            summary
-                .reasons
-                .keys()
-                .all(|(stage, _)| *stage == crate::pipeline::Stage::Decode)
-        );
-        assert_eq!(summary.counts.events["AddedToCart"], 45);
-        for stripped in ["_meta.host", "_meta.sql", "debug_trace", "command"] {
-            assert!(
-                summary.stripped.contains_key(stripped),
-                "{stripped} reaches the ledger"
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod privacy_tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// A card number: 15 random digits and their Luhn check digit.
-    fn card(digits: &[u32]) -> String {
-        let sum: u32 = digits
-            .iter()
-            .rev()
-            .enumerate()
-            .map(|(i, &d)| {
-                if i % 2 == 0 {
-                    (d * 2) % 10 + d * 2 / 10
-                } else {
-                    d
-                }
-            })
-            .sum();
-        let check = (10 - sum % 10) % 10;
-        let mut text: String = digits
-            .iter()
-            .map(|d| char::from_digit(*d, 10).unwrap())
-            .collect();
-        text.push(char::from_digit(check, 10).unwrap());
-        text
-    }
-
-    fn personal_value() -> impl Strategy<Value = String> {
-        prop_oneof![
-            (
-                "[a-z]{3,8}",
-                "[a-z]{3,8}",
-                prop::sample::select(vec!["com", "org", "de"])
-            )
-                .prop_map(|(user, domain, tld)| format!("{user}@{domain}.{tld}")),
-            prop::collection::vec(0u32..10, 15).prop_map(|d| card(&d)),
-            (1u8..=254, 0u8..=255, 0u8..=255, 1u8..=254)
-                .prop_map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}")),
-            ("[1-9][0-9]{2}", "[0-9]{7}").prop_map(|(area, number)| format!("+49 {area} {number}")),
-        ]
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
-        /// Whatever field personal data is in, neither the report nor the
-        /// draft carries a sampled value of it.
-        #[test]
-        fn no_sampled_personal_value_is_ever_written(
-            values in prop::collection::vec(personal_value(), 4..12),
-            fields in prop::collection::vec(prop::sample::select(vec!["contact", "payer.ref", "origin", "note", "x"]), 4..12),
-        ) {
-            let config = Config::load(None, Vec::new()).unwrap();
-            let lines: Vec<LegacyLine> = values
-                .iter()
-                .zip(fields.iter().cycle())
-                .enumerate()
-                .map(|(i, (value, field))| {
-                    let mut payload = serde_json::json!({"command": "PAY_ORDER", "orderId": format!("o-{i}"), "ts": 1_764_000_000_000_i64 + i as i64});
-                    let (parent, leaf) = field.split_once('.').map_or((None, *field), |(p, l)| (Some(p), l));
-                    match parent {
-                        Some(parent) => payload[parent] = serde_json::json!({ leaf: value }),
-                        None => payload[leaf] = value.clone().into(),
-                    }
-                    LegacyLine {
-                        key: Some(format!("o-{i}")),
-                        value: Some(payload.to_string()),
-                        headers: std::collections::BTreeMap::new(),
-                        timestamp: None,
-                    }
-                })
-                .collect();
-            let inference = infer(&config, lines, &InferOptions::default());
-            let mut written = inference.to_string();
-            let dir = tempfile::tempdir().unwrap();
-            let files = write_draft(&inference, &config, dir.path(), "generated", "pay").unwrap();
-            for file in &files.files {
-                written.push_str(&std::fs::read_to_string(dir.path().join(file)).unwrap());
-            }
-            for value in &values {
-                prop_assert!(!written.contains(value.as_str()), "{value} written in clear");
-            }
-        }
-    }
-}
+mod tests;
