@@ -74,6 +74,10 @@ struct InferArgs {
     /// With --topic: the last N records of each partition.
     #[arg(long, requires = "topic", default_value_t = 10_000)]
     last: usize,
+    /// With --topic: every record from this offset on, per partition,
+    /// instead of the last N.
+    #[arg(long, requires = "topic")]
+    from_offset: Option<i64>,
     /// The field the command is in. Default: guessed.
     #[arg(long)]
     command_field: Option<String>,
@@ -520,6 +524,7 @@ fn infer(config: &Config, args: InferArgs) -> anyhow::Result<()> {
         input,
         topic,
         last,
+        from_offset,
         command_field,
         out,
         name_prefix,
@@ -543,13 +548,20 @@ fn infer(config: &Config, args: InferArgs) -> anyhow::Result<()> {
                 config.raw.kafka.connect_timeout,
             )
             .with_context(|| format!("reading {name}"))?;
-            let lines = replay::selected(&log.committed, replay::Range::Last(last))
+            let (range, taken) = match from_offset {
+                Some(offset) => (
+                    replay::Range::FromOffset(offset),
+                    format!("from offset {offset}"),
+                ),
+                None => (replay::Range::Last(last), format!("the last {last}")),
+            };
+            let lines = replay::selected(&log.committed, range)
                 .into_iter()
                 .map(legacy_file::LegacyLine::from_committed)
                 .collect();
             (
                 lines,
-                format!("the last {last} committed records per partition of {name}"),
+                format!("the committed records of {name}, {taken} per partition"),
             )
         }
         (None, None) => bail!("--input or --topic"),
