@@ -47,8 +47,11 @@ struct ExplainArgs {
     /// A record on the broker: of `legacy` or `dead-letter`.
     #[arg(long, value_parser = ["legacy", "dead-letter"], requires_all = ["partition", "offset"])]
     topic: Option<String>,
+    /// With --topic: the record's partition.
     #[arg(long, requires = "topic")]
     partition: Option<i32>,
+    /// With --topic: the record's offset (a dead letter's own, on the
+    /// dead-letter topic).
     #[arg(long, requires = "topic")]
     offset: Option<i64>,
     /// With --topic dead-letter: how far back the ledger is read to

@@ -296,6 +296,80 @@ mod tests {
         Config::parse(text, Origin::File("t.toml".into()), Vec::new())
     }
 
+    /// The keys a configuration has: its leaves, `kafka.properties` whole.
+    fn keys(config: &Config, into: &mut std::collections::BTreeSet<String>) {
+        fn walk(prefix: &str, table: &toml::Table, into: &mut std::collections::BTreeSet<String>) {
+            for (name, value) in table {
+                let key = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                match value {
+                    toml::Value::Table(inner) if key != "kafka.properties" => {
+                        walk(&key, inner, into);
+                    }
+                    _ => {
+                        into.insert(key);
+                    }
+                }
+            }
+        }
+        walk("", &toml::Table::try_from(&config.raw).unwrap(), into);
+    }
+
+    #[test]
+    fn the_readme_documents_every_configuration_key_and_no_other() {
+        let load = |env: &[(&str, &str)]| {
+            let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+            Config::load(None, env).unwrap()
+        };
+        // The embedded default has every key but the optional ones unset.
+        let mut known = std::collections::BTreeSet::new();
+        keys(
+            &load(&[
+                ("RECAST_DEDUPE__TTL", "1h"),
+                ("RECAST_REGISTRY__USERNAME", "u"),
+                ("RECAST_REGISTRY__PASSWORD", "p"),
+            ]),
+            &mut known,
+        );
+        keys(&load(&[("RECAST_REGISTRY__TOKEN", "t")]), &mut known);
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        for row in table.lines().filter(|l| l.starts_with("| `")) {
+            let cell = row.split('|').nth(1).unwrap();
+            for key in cell.split(" / ").map(|k| k.trim().trim_matches('`')) {
+                match key.strip_suffix(".*") {
+                    Some(section) => documented.extend(
+                        known
+                            .iter()
+                            .filter(|k| k.starts_with(&format!("{section}.")))
+                            .cloned(),
+                    ),
+                    None => {
+                        documented.insert(key.to_owned());
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            documented.difference(&known).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "documented, not a key"
+        );
+        assert_eq!(
+            known.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "a key the README's configuration table does not document"
+        );
+    }
+
     #[test]
     fn embedded_default_is_valid() {
         let config = Config::load(None, Vec::new()).expect("embedded default parses");
