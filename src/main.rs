@@ -143,8 +143,8 @@ enum Command {
     /// worker runs the fix.
     Redrive {
         /// Only dead letters this stage rejected (repeatable): decode,
-        /// mapping, schema, encode.
-        #[arg(long = "stage", value_parser = ["decode", "mapping", "schema", "encode"])]
+        /// mapping, schema, encode, sink.
+        #[arg(long = "stage", value_parser = ["decode", "mapping", "schema", "encode", "sink"])]
         stages: Vec<String>,
         /// Only dead letters whose reason this regular expression matches.
         #[arg(long)]

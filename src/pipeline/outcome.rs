@@ -15,6 +15,9 @@ pub enum Stage {
     /// The encoded event could not be written (larger than the producer
     /// may send).
     Encode,
+    /// The broker refused the record's event (its delivery report said
+    /// so); decided by the worker, never by the pipeline.
+    Sink,
 }
 
 impl Stage {
@@ -24,6 +27,7 @@ impl Stage {
             Stage::Mapping => "mapping",
             Stage::Schema => "schema",
             Stage::Encode => "encode",
+            Stage::Sink => "sink",
         }
     }
 }

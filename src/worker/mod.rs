@@ -14,6 +14,7 @@
 pub(crate) mod explain;
 pub(crate) mod kafka;
 pub(crate) mod redrive;
+pub(crate) mod refusals;
 pub(crate) mod reload;
 pub(crate) mod restore;
 pub(crate) mod sink;
@@ -34,7 +35,7 @@ use crate::pipeline::dedupe::{DedupeWindow, Memory};
 use crate::pipeline::event_headers;
 use crate::pipeline::record::{LegacyRecord, Position};
 use crate::pipeline::trace::Trace;
-use crate::pipeline::{Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection};
+use crate::pipeline::{Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection, Stage};
 use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::Metrics;
@@ -42,6 +43,7 @@ use crate::telemetry::rejections::{Note, RejectionLog};
 use crate::telemetry::tap::Tap;
 use crate::worker::kafka::{StartupError, check_cluster};
 use crate::worker::redrive::{IndexError, Redrive, RedriveOptions, Redriven};
+use crate::worker::refusals::{Refusal, Refusals, slots};
 use crate::worker::reload::{Prepared, Ready, Reloads};
 use crate::worker::restore::{RestoreError, restore};
 use crate::worker::sink::{SendError, Sink, TxnError, owned_headers};
@@ -55,6 +57,10 @@ const MAX_ABORT_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the consumer lag is published (librdkafka measures it every
 /// 5 s).
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// How often an idle loop asks the cluster whether it answers (for
+/// `/readyz`), and how long the answer may take.
+const IDLE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const IDLE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the loop logs a one-line progress summary.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// A producer that fails again this many times in a row, each time right
@@ -309,18 +315,9 @@ impl Worker<'_> {
         let mut consecutive_renewals = 0u32;
         let mut last_record = Instant::now();
         let mut reports = Reports::new();
+        let mut refusals = Refusals::default();
         loop {
-            // A new mapping takes over between two transactions.
-            if let Some(reload) = self.reloads.poll(&self.running) {
-                self.reloaded(reload, state.window());
-            }
-            // Periodic reports run idle or busy, between transactions.
-            if reports.lag_at.elapsed() >= LAG_INTERVAL {
-                reports.lag = self.report_lag().or(reports.lag);
-                reports.lag_at = Instant::now();
-            }
-            reports.progress(&totals);
-            self.summarize_rejections();
+            self.between_transactions(state, &mut reports, &totals);
             let batch = self.source.poll_batch(
                 batch_config.max_records.get(),
                 batch_config.linger,
@@ -335,7 +332,10 @@ impl Worker<'_> {
             }
             self.follow_assignment(state, changes)?;
             if batch.is_empty() {
-                self.health.progressed();
+                if reports.idle_probe_due() && self.source.cluster_answers(IDLE_PROBE_TIMEOUT) {
+                    // Idle with nothing to do, and the cluster answers.
+                    self.health.progressed();
+                }
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -349,9 +349,10 @@ impl Worker<'_> {
             }
             last_record = Instant::now();
             transactions += 1;
-            let failure = match self.transact(&batch, transactions, state) {
+            let failure = match self.transact(&batch, transactions, state, &mut refusals) {
                 Ok(batch_totals) => {
                     state.commit();
+                    refusals.committed(&next_offsets(&batch));
                     self.settle_traces(true);
                     if let Some(window) = state.window() {
                         self.report_windows(window);
@@ -380,8 +381,13 @@ impl Worker<'_> {
                 self.settle_traces(false);
                 totals.aborted += 1;
                 self.metrics.batch_aborted();
-                consecutive_aborts += 1;
-                match self.recover(&batch, &chain(&error), consecutive_aborts, stop) {
+                match self.recover(
+                    &batch,
+                    &chain(&error),
+                    &mut refusals,
+                    &mut consecutive_aborts,
+                    stop,
+                ) {
                     Ok(()) => continue,
                     // The producer failed while aborting.
                     Err(WorkerError::Abort { source, .. }) if source.needs_new_producer() => source,
@@ -400,11 +406,26 @@ impl Worker<'_> {
             let (first, next) = (first_offsets(&batch), next_offsets(&batch));
             drop(batch);
             let resumed = self.renew_producer(&error, &first, state)?;
+            refusals.committed(&resumed);
             if !aborting {
                 self.count_in_doubt(&mut totals, &counts, elapsed, &next, &resumed);
             }
         }
         Ok(totals)
+    }
+
+    /// What runs between two transactions, idle or busy: a new mapping
+    /// takes over, and the periodic reports are due.
+    fn between_transactions(&mut self, state: &mut State, reports: &mut Reports, totals: &Totals) {
+        if let Some(reload) = self.reloads.poll(&self.running) {
+            self.reloaded(reload, state.window());
+        }
+        if reports.lag_at.elapsed() >= LAG_INTERVAL {
+            reports.lag = self.report_lag().or(reports.lag);
+            reports.lag_at = Instant::now();
+        }
+        reports.progress(totals);
+        self.summarize_rejections();
     }
 
     /// Counts a transaction whose producer failed during it: whether it
@@ -534,13 +555,15 @@ impl Worker<'_> {
 
     /// Aborts the open transaction and rewinds its partitions, so the batch
     /// is polled and transacted again. Backs off when aborts repeat: a cause
-    /// that persists (an unwritable ledger, a missing ACL) would otherwise
-    /// spin.
+    /// that persists (an unwritable ledger, a missing ACL) would spin. But
+    /// an attempt that found records the broker refuses (`refusals`) made
+    /// progress: its retry goes at once, and counts as a first abort.
     fn recover(
         &self,
         batch: &Batch<'_>,
         reason: &str,
-        consecutive_aborts: u32,
+        refusals: &mut Refusals,
+        consecutive_aborts: &mut u32,
         stop: &AtomicBool,
     ) -> Result<(), WorkerError> {
         tracing::warn!(%reason, records = batch.len(), "aborting transaction");
@@ -551,6 +574,14 @@ impl Worker<'_> {
         self.source
             .rewind(&first_offsets(batch))
             .map_err(WorkerError::Rewind)?;
+        refusals.learn(self.sink.take_refused(), None, slots(batch));
+        *consecutive_aborts += 1;
+        if refusals.take_news() {
+            tracing::warn!("the broker refused records of the batch; the retry finds which");
+            *consecutive_aborts = 0;
+            return Ok(());
+        }
+        let consecutive_aborts = *consecutive_aborts;
         if consecutive_aborts > 1 {
             let backoff = ABORT_BACKOFF
                 .saturating_mul(1 << consecutive_aborts.min(10))
@@ -690,13 +721,14 @@ impl Worker<'_> {
         batch: &Batch<'_>,
         sequence: u64,
         state: &mut State,
+        refusals: &mut Refusals,
     ) -> Result<Counts, Box<Failed>> {
         let first = batch.first().map_or(0, Message::offset);
         let span = tracing::debug_span!("transaction", sequence, records = batch.len(), first);
         let _entered = span.enter();
         let started = Instant::now();
         let mut counts = Counts::default();
-        match self.write_transaction(batch, sequence, state, &mut counts) {
+        match self.write_transaction(batch, sequence, state, refusals, &mut counts) {
             Ok(()) => {
                 self.metrics.batch_committed(&counts, started.elapsed());
                 self.health.progressed();
@@ -722,6 +754,7 @@ impl Worker<'_> {
         batch: &Batch<'_>,
         sequence: u64,
         state: &mut State,
+        refusals: &mut Refusals,
         counts: &mut Counts,
     ) -> Result<(), TxnError> {
         if let (Some(registry), Some(schemas)) = (&self.registry, self.pipeline.writer_schemas()) {
@@ -731,8 +764,20 @@ impl Worker<'_> {
         }
         self.sink.begin()?;
         let recorded_at_ms = now_ms();
-        for message in batch {
+        for (slot, message) in batch.iter().enumerate() {
             let read = legacy_record(message);
+            let at = (read.position.partition, read.position.offset);
+            let alone = refusals.must_go_alone(at);
+            if alone {
+                self.sink.await_in_flight();
+            }
+            if let Some(refusal) = refusals.confirmed(at) {
+                let rejection = self.refused_rejection(refusal, read.position)?;
+                self.dead_letter(slot, &state.original(&read), &rejection)?;
+                counts.count(&RecordOutcome::Rejected(rejection));
+                self.settle_alone(slot, at, refusals, slots(batch))?;
+                continue;
+            }
             let mut trace = self.tap.as_ref().map_or(Trace::off(), |tap| tap.trace());
             match state {
                 State::Legacy(window) => {
@@ -740,18 +785,21 @@ impl Worker<'_> {
                     let outcome =
                         self.pipeline
                             .run_traced(&read, window, recorded_at_ms, &mut trace);
-                    self.write(&read, &outcome, None)?;
+                    self.write(slot, &read, &outcome, None)?;
                     counts.count(&outcome);
                 }
                 State::DeadLetters(redrive) => {
                     match redrive.decide(&self.pipeline, &read, recorded_at_ms, &mut trace) {
                         Redriven::Skipped(why) => counts.skip(why),
                         Redriven::Ran { record, outcome } => {
-                            self.write(&record, &outcome, Some(read.position))?;
+                            self.write(slot, &record, &outcome, Some(read.position))?;
                             counts.count(&outcome);
                         }
                     }
                 }
+            }
+            if alone {
+                self.settle_alone(slot, at, refusals, slots(batch))?;
             }
             if let Some(tap) = &self.tap {
                 tap.stage(&read, self.pipeline.mapping_version(), trace);
@@ -784,25 +832,88 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// Waits for what the record in `slot`, sent alone, came to. Refused:
+    /// the attempt ends here, and the retry dead-letters it; a refused dead
+    /// letter stops the worker.
+    fn settle_alone(
+        &self,
+        slot: usize,
+        at: (i32, i64),
+        refusals: &mut Refusals,
+        positions: impl Fn(usize) -> Option<(i32, i64)>,
+    ) -> Result<(), TxnError> {
+        self.sink.await_in_flight();
+        let refused = self.sink.take_refused();
+        let this_one = refused.iter().any(|r| r.slot == slot);
+        refusals.learn(refused, Some(slot), positions);
+        let Some(refusal) = refusals.confirmed(at).filter(|_| this_one) else {
+            return Ok(());
+        };
+        let (partition, offset) = at;
+        if refusal.topic == self.config.raw.topics.dead_letter {
+            return Err(Self::refused_dead_letter(refusal, partition, offset));
+        }
+        Err(TxnError::Abort(format!(
+            "the broker refused the event of partition {partition} offset {offset} \
+             for `{}` ({}); the retry dead-letters that record",
+            refusal.topic, refusal.reason
+        )))
+    }
+
+    /// The rejection of a record the broker refused, as its dead letter
+    /// says it.
+    fn refused_rejection(
+        &self,
+        refusal: &Refusal,
+        position: Position<'_>,
+    ) -> Result<Rejection, TxnError> {
+        if refusal.topic == self.config.raw.topics.dead_letter {
+            return Err(Self::refused_dead_letter(
+                refusal,
+                position.partition,
+                position.offset,
+            ));
+        }
+        Ok(Rejection {
+            stage: Stage::Sink,
+            reason: format!(
+                "the broker refused it for `{}`: {}",
+                refusal.topic, refusal.reason
+            ),
+        })
+    }
+
+    /// A dead letter the broker refused: nothing can take it, so the
+    /// worker stops rather than lose the record.
+    fn refused_dead_letter(refusal: &Refusal, partition: i32, offset: i64) -> TxnError {
+        TxnError::Refused(format!(
+            "the broker refused the dead letter of partition {partition} offset {offset} \
+             for `{}` ({}); the dead-letter topic must take every record recast writes \
+             (check its max.message.bytes, policies and broker-side schema validation)",
+            refusal.topic, refusal.reason
+        ))
+    }
+
     /// Writes what a record came to: its events to the ledger, or the
     /// record to the dead-letter topic. `redriven_from` is the dead letter
-    /// a re-drive read it from.
+    /// a re-drive read it from; `slot` is the batch's record it came from.
     fn write(
         &self,
+        slot: usize,
         record: &LegacyRecord<'_>,
         outcome: &RecordOutcome,
         redriven_from: Option<Position<'_>>,
     ) -> Result<(), TxnError> {
         match outcome {
             RecordOutcome::Events(events) => {
-                self.write_events(record.position, events, redriven_from)
+                self.write_events(slot, record.position, events, redriven_from)
             }
             RecordOutcome::Duplicate { of_offset } => {
                 tracing::debug!(position = %record.position, of_offset, "duplicate");
                 Ok(())
             }
             RecordOutcome::Filtered => Ok(()),
-            RecordOutcome::Rejected(rejection) => self.dead_letter(record, rejection),
+            RecordOutcome::Rejected(rejection) => self.dead_letter(slot, record, rejection),
         }
     }
 
@@ -810,6 +921,7 @@ impl Worker<'_> {
     /// say where it came from (`event_headers`).
     fn write_events(
         &self,
+        slot: usize,
         source: Position<'_>,
         events: &[LedgerEvent],
         redriven_from: Option<Position<'_>>,
@@ -818,6 +930,7 @@ impl Worker<'_> {
             let headers = event_headers::headers(source, event, redriven_from);
             self.sink
                 .send(
+                    slot,
                     &self.config.raw.topics.ledger,
                     Some(event.key.as_bytes()),
                     Some(&event.value),
@@ -841,6 +954,7 @@ impl Worker<'_> {
     /// Writes a rejected legacy record, unchanged, to the dead-letter topic.
     fn dead_letter(
         &self,
+        slot: usize,
         record: &LegacyRecord<'_>,
         rejection: &Rejection,
     ) -> Result<(), TxnError> {
@@ -884,7 +998,7 @@ impl Worker<'_> {
         let topic = &self.config.raw.topics.dead_letter;
         match self
             .sink
-            .send(topic, record.key, record.value, headers(None))
+            .send(slot, topic, record.key, record.value, headers(None))
         {
             Ok(()) => return Ok(()),
             Err(SendError::Txn(e)) => return Err(e),
@@ -897,7 +1011,10 @@ impl Worker<'_> {
             record.value.map_or(0, <[u8]>::len),
             record.key.map_or(0, <[u8]>::len),
         );
-        match self.sink.send(topic, None, None, headers(Some(&omitted))) {
+        match self
+            .sink
+            .send(slot, topic, None, None, headers(Some(&omitted)))
+        {
             Ok(()) => Ok(()),
             Err(SendError::Txn(e)) => Err(e),
             Err(SendError::TooLarge) => Err(TxnError::Refused(format!(
@@ -935,6 +1052,17 @@ impl State {
             State::Legacy(Some(window)) => window.abort(),
             State::Legacy(None) => {}
             State::DeadLetters(redrive) => redrive.index.abort(),
+        }
+    }
+
+    /// The legacy record `read` stands for: itself, or the record a dead
+    /// letter holds (an unreadable one stands for itself).
+    fn original<'a>(&self, read: &LegacyRecord<'a>) -> LegacyRecord<'a> {
+        match self {
+            State::Legacy(_) => read.clone(),
+            State::DeadLetters(_) => {
+                dead_letter::read(read).map_or_else(|_| read.clone(), |d| d.record)
+            }
         }
     }
 
@@ -983,6 +1111,8 @@ struct Reports {
     /// When the last progress line was due, and the totals then.
     since: (Instant, Totals),
     last_commit: Option<Instant>,
+    /// When an idle loop last asked the cluster whether it answers.
+    probed_at: Option<Instant>,
 }
 
 impl Reports {
@@ -992,7 +1122,20 @@ impl Reports {
             lag: None,
             since: (Instant::now(), Totals::default()),
             last_commit: None,
+            probed_at: None,
         }
+    }
+
+    /// Whether an idle loop should ask the cluster again; if so, from now
+    /// on it has.
+    fn idle_probe_due(&mut self) -> bool {
+        let due = self
+            .probed_at
+            .is_none_or(|at| at.elapsed() >= IDLE_PROBE_INTERVAL);
+        if due {
+            self.probed_at = Some(Instant::now());
+        }
+        due
     }
 
     /// The one-line summary per interval of activity, for people reading

@@ -3,13 +3,14 @@
 //! the same transaction (KIP-447: one producer per instance, fenced through
 //! the consumer group's generation).
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::TopicPartitionList;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::config::Config;
 use crate::registry::RegistryError;
@@ -99,6 +100,63 @@ pub(crate) enum SendError {
     Txn(TxnError),
 }
 
+/// A record the broker refused for what it is (its size, its timestamp, a
+/// topic's policy or broker-side schema validation), as its delivery
+/// report said. Retrying the same record fails the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// The record's slot in the batch (see [`Sink::send`]).
+    pub slot: usize,
+    pub topic: String,
+    /// The broker's error, as the client library words it.
+    pub reason: String,
+}
+
+/// Whether a delivery error is about the record itself, not the cluster's
+/// state: only those can be dead-lettered without losing anything. A
+/// whole produce request fails together, so every record that shared it
+/// reports the same error; [`crate::worker::refusals`] finds which record
+/// it was.
+fn refuses_the_record(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidTimestamp
+                | RDKafkaErrorCode::PolicyViolation
+        )
+    )
+}
+
+/// The producer's context: keeps the delivery reports that refused a
+/// record, by slot. The reports are served by `poll` on the worker's own
+/// thread; the lock only satisfies the client library's `Sync` bound.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    refused: Mutex<Vec<Refused>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
+        if let Err((error, message)) = result
+            && refuses_the_record(error)
+        {
+            self.refused.lock().expect("deliveries lock").push(Refused {
+                slot,
+                topic: message.topic().to_owned(),
+                reason: error.to_string(),
+            });
+        }
+    }
+}
+
 /// How long a commit, abort or offsets call may take before it is retried
 /// or treated as failed.
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,7 +166,7 @@ const COMMIT_RETRIES: usize = 3;
 /// The transactional producer, a `BaseProducer` polled by the worker's own
 /// thread (see [`Sink::commit`] for why).
 pub(crate) struct Sink {
-    producer: BaseProducer,
+    producer: BaseProducer<Deliveries>,
     transactional_id: String,
     /// `limits.max_output_bytes`: larger records are refused before they
     /// reach the broker, where a refusal would fail every retry of the
@@ -153,10 +211,12 @@ impl Sink {
                 client.set(key, default);
             }
         }
-        let producer: BaseProducer = client.create().map_err(|source| StartupError::Client {
-            what: "producer",
-            source: Box::new(source),
-        })?;
+        let producer: BaseProducer<Deliveries> = client
+            .create_with_context(Deliveries::default())
+            .map_err(|source| StartupError::Client {
+                what: "producer",
+                source: Box::new(source),
+            })?;
         producer
             .init_transactions(raw.kafka.connect_timeout)
             .map_err(|source| StartupError::Client {
@@ -182,9 +242,12 @@ impl Sink {
     }
 
     /// Queues one record in the open transaction. Waits while the local
-    /// queue is full; every other error is classified.
+    /// queue is full; every other error is classified. `slot` is the
+    /// position in the batch of the record it comes from: a delivery report
+    /// that refuses it names that slot (see [`Sink::take_refused`]).
     pub(crate) fn send(
         &self,
+        slot: usize,
         topic: &str,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
@@ -198,7 +261,8 @@ impl Sink {
         if size > self.max_output_bytes {
             return Err(SendError::TooLarge);
         }
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, slot).headers(headers);
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -264,9 +328,23 @@ impl Sink {
             .map_err(|e| self.classify("abort transaction", e))
     }
 
+    /// The records refused since the last call, in the order their reports
+    /// arrived. Complete once nothing is in flight (after an abort, or
+    /// [`Sink::await_in_flight`]).
+    pub(crate) fn take_refused(&self) -> Vec<Refused> {
+        std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .refused
+                .lock()
+                .expect("deliveries lock"),
+        )
+    }
+
     /// Serves delivery reports until no record is in flight (or the call
     /// timeout passes; the commit or abort then reports what is left).
-    fn await_in_flight(&self) {
+    pub(crate) fn await_in_flight(&self) {
         let deadline = Instant::now() + TXN_CALL_TIMEOUT;
         while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
             self.producer.poll(Duration::from_millis(1));

@@ -246,6 +246,14 @@ impl Source {
             .unwrap_or_default()
     }
 
+    /// Whether the cluster answers a request now: an empty poll alone does
+    /// not tell a quiet topic from a broker that stopped answering.
+    pub(crate) fn cluster_answers(&self, timeout: Duration) -> bool {
+        self.consumer
+            .fetch_metadata(Some(&self.topic), timeout)
+            .is_ok()
+    }
+
     /// How many partitions of the legacy topic this instance holds.
     pub(crate) fn assignment_count(&self) -> usize {
         self.consumer.assignment().map_or(0, |tpl| tpl.count())

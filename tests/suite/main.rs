@@ -18,5 +18,7 @@ mod log_reader;
 mod offline_tools;
 mod operations;
 mod redrive;
+mod refused;
 mod registry;
 mod reload;
+mod stalls;

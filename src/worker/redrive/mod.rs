@@ -33,7 +33,7 @@ use crate::pipeline::dead_letter::{self, DeadLetter};
 use crate::pipeline::dedupe::LedgerIndex;
 use crate::pipeline::record::LegacyRecord;
 use crate::pipeline::trace::{Decision, Trace};
-use crate::pipeline::{Pipeline, RecordOutcome};
+use crate::pipeline::{Pipeline, RecordOutcome, Stage};
 pub use dry_run::{DryRun, dry_run};
 pub use index::IndexError;
 use index::LedgerFollower;
@@ -41,7 +41,7 @@ use index::LedgerFollower;
 /// Which dead letters to re-drive; every one when empty.
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
-    /// Only these rejecting stages (`decode`, `mapping`, `schema`, `encode`).
+    /// Only these rejecting stages (`decode`, `mapping`, `schema`, `encode`, `sink`).
     pub stages: Vec<String>,
     /// Only reasons this matches.
     pub reason: Option<Regex>,
@@ -139,7 +139,11 @@ impl Redrive {
         let source = dead_letter.record.position;
         if source.topic != self.legacy_topic {
             Some(skip::OTHER_TOPIC)
-        } else if dead_letter.mapping_version == running {
+        } else if dead_letter.mapping_version == running
+            && dead_letter.stage != Stage::Sink.as_str()
+        {
+            // The broker refused a `sink` dead letter: the fix is on the
+            // broker's side, so the same mapping may run it again.
             Some(skip::SAME_MAPPING)
         } else if !self.filters.select(dead_letter) {
             Some(skip::NOT_SELECTED)

@@ -18,10 +18,26 @@ pub(crate) fn brokers() -> &'static str {
             if let Ok(brokers) = std::env::var("RECAST_TEST_BROKERS") {
                 return (brokers, None);
             }
-            let (address, watchdog) = start_broker();
-            (address, Some(watchdog))
+            let broker = start_broker(&[]);
+            (broker.address, Some(broker.watchdog))
         })
         .0
+}
+
+/// A broker of one test's own, for what the shared one must not go
+/// through (being paused, refusing records); stopped when the test process
+/// exits. `args` are nisshi's own options beyond the usual ones.
+pub(crate) fn own_broker(args: &[&str]) -> &'static OwnBroker {
+    Box::leak(Box::new(start_broker(args)))
+}
+
+/// A broker this process started.
+#[derive(Debug)]
+pub(crate) struct OwnBroker {
+    pub address: String,
+    /// The broker process itself (not its watchdog), for signals.
+    pub pid: u32,
+    watchdog: Child,
 }
 
 /// The schema registry of this test binary: recast's in-memory registry,
@@ -41,7 +57,7 @@ pub(crate) fn repo() -> &'static Path {
 
 /// Starts nisshi on a free port under a watchdog shell that stops it when
 /// this test process exits (the harness has no hook at exit).
-fn start_broker() -> (String, Child) {
+fn start_broker(args: &[&str]) -> OwnBroker {
     let install = repo().join("deploy/local/install-broker.sh");
     let output = Command::new(&install)
         .stderr(Stdio::inherit())
@@ -56,13 +72,17 @@ fn start_broker() -> (String, Child) {
         .port();
     let address = format!("127.0.0.1:{port}");
     let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("broker-{port}.log"));
+    let pid_file = log.with_extension("pid");
     let script = format!(
         "'{bin}' broker --listener-url tcp://{address} --advertised-listener-url tcp://{address} \
-         --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s >'{log}' 2>&1 &
+         --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s {args} >'{log}' 2>&1 &
          b=$!
+         echo $b >'{pid_file}'
          while kill -0 {parent} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done
          kill $b 2>/dev/null; wait $b",
         log = log.display(),
+        pid_file = pid_file.display(),
+        args = args.join(" "),
         parent = std::process::id(),
     );
     let watchdog = Command::new("bash")
@@ -80,5 +100,14 @@ fn start_broker() -> (String, Child) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    (address, watchdog)
+    let pid = std::fs::read_to_string(&pid_file)
+        .expect("the broker's pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    OwnBroker {
+        address,
+        pid,
+        watchdog,
+    }
 }

@@ -31,11 +31,19 @@ pub(crate) struct Scenario {
     pub dead_letter: String,
     pub group: String,
     pub dir: PathBuf,
+    /// The broker the topics are on: the shared one unless
+    /// [`Scenario::on`] says otherwise.
+    pub brokers: &'static str,
 }
 
 impl Scenario {
     /// Creates uniquely named topics with `partitions` partitions each.
     pub(crate) fn new(name: &str, partitions: i32) -> Self {
+        Self::on(brokers(), name, partitions)
+    }
+
+    /// [`Scenario::new`] on the broker at `brokers`.
+    pub(crate) fn on(brokers: &'static str, name: &str, partitions: i32) -> Self {
         let base = unique(name);
         let scenario = Self {
             legacy: format!("{base}-legacy"),
@@ -43,6 +51,7 @@ impl Scenario {
             dead_letter: format!("{base}-dlq"),
             group: format!("{base}-group"),
             dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scenario-{base}")),
+            brokers,
         };
         std::fs::create_dir_all(&scenario.dir).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -51,7 +60,7 @@ impl Scenario {
             .unwrap();
         runtime
             .block_on(recast::create_topics::create_topics(
-                ClientConfig::new().set("bootstrap.servers", brokers()),
+                ClientConfig::new().set("bootstrap.servers", brokers),
                 &[&scenario.legacy, &scenario.ledger, &scenario.dead_letter],
                 partitions,
                 TIMEOUT,
@@ -77,7 +86,7 @@ impl Scenario {
             }
             node.insert(last.to_owned(), value);
         };
-        set("kafka.brokers", brokers().into());
+        set("kafka.brokers", self.brokers.into());
         set("kafka.group_id", self.group.clone().into());
         set("topics.legacy", self.legacy.clone().into());
         set("topics.ledger", self.ledger.clone().into());
@@ -225,7 +234,7 @@ impl Scenario {
     pub(crate) fn produce(&self, lines: &[LegacyLine]) {
         use rdkafka::error::{KafkaError, RDKafkaErrorCode};
         let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", brokers());
+        client.set("bootstrap.servers", self.brokers);
         let mut pending = lines.to_vec();
         for _ in 0..3 {
             match recast::load::load(&client, &self.legacy, &pending, TIMEOUT) {
@@ -259,21 +268,21 @@ impl Scenario {
     }
 
     pub(crate) fn ledger(&self) -> TopicLog {
-        read_committed(brokers(), &self.ledger, TIMEOUT).expect("read ledger")
+        read_committed(self.brokers, &self.ledger, TIMEOUT).expect("read ledger")
     }
 
     pub(crate) fn dead_letters(&self) -> TopicLog {
-        read_committed(brokers(), &self.dead_letter, TIMEOUT).expect("read dead-letter topic")
+        read_committed(self.brokers, &self.dead_letter, TIMEOUT).expect("read dead-letter topic")
     }
 
     /// The group's committed offset per legacy partition (-1: none).
     pub(crate) fn committed_offsets(&self, partitions: i32) -> Vec<i64> {
-        group_offsets(&self.group, &self.legacy, partitions)
+        offsets_on(self.brokers, &self.group, &self.legacy, partitions)
     }
 
     /// The legacy topic's end offset per partition.
     pub(crate) fn legacy_end_offsets(&self) -> Vec<i64> {
-        let log = read_committed(brokers(), &self.legacy, TIMEOUT).expect("read legacy");
+        let log = read_committed(self.brokers, &self.legacy, TIMEOUT).expect("read legacy");
         log.end_offsets.values().copied().collect()
     }
 
@@ -286,8 +295,12 @@ impl Scenario {
 
 /// `group`'s committed offset per partition of `topic` (-1: none).
 pub(crate) fn group_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    offsets_on(brokers(), group, topic, partitions)
+}
+
+fn offsets_on(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .create()
         .unwrap();
