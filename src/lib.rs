@@ -44,7 +44,7 @@ mod worker;
 pub use config::{Config, ConfigError, EMBEDDED_DEFAULT, LedgerOutput, Origin};
 
 // The one record path, and the stages the benches drive one by one.
-pub use avro::split_frame;
+pub use avro::{WriterSchemas, split_frame};
 pub use pipeline::decode::Decoder;
 pub use pipeline::dedupe::{DedupeWindow, Memory};
 pub use pipeline::envelope;

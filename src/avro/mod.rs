@@ -8,7 +8,7 @@ mod writer_schemas;
 
 pub(crate) use encode::{FitError, write_bytes, write_long};
 pub(crate) use schemas::{EventSchema, LedgerSchemas, SchemaError, SchemaFile, is_event_type};
-pub(crate) use writer_schemas::WriterSchemas;
+pub use writer_schemas::WriterSchemas;
 
 /// First byte of a Confluent-framed value.
 pub(crate) const MAGIC: u8 = 0;

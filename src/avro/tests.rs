@@ -432,3 +432,74 @@ fn legacy_avro_values_decode_with_their_writer_schema() {
         format!("1 bytes after the Avro datum of schema id {command_id}")
     );
 }
+
+/// The Avro legacy value the fuzz target `decode_avro` starts from
+/// (`fuzz/seeds/decode_avro/`), written by apache-avro under the target's
+/// writer schema (`fuzz/schemas/legacy.avsc`); `RECAST_BLESS=1` rewrites it.
+#[test]
+fn the_avro_fuzz_seed_is_a_legacy_command_recast_reads() {
+    let text = include_str!("../../fuzz/schemas/legacy.avsc");
+    let schema = apache_avro::Schema::parse_str(text).unwrap();
+    let s = |v: &str| Avro::String(v.into());
+    let command = Avro::Record(vec![
+        ("command".into(), s("ADD_TO_CART")),
+        ("requestId".into(), s("r-1")),
+        ("cartId".into(), s("cart-1")),
+        (
+            "customer".into(),
+            Avro::Record(vec![
+                ("id".into(), s("c-1")),
+                (
+                    "email".into(),
+                    Avro::Union(1, Box::new(s("user@example.com"))),
+                ),
+            ]),
+        ),
+        ("ts".into(), Avro::TimestampMillis(1_764_000_000_000)),
+        ("sku".into(), s("SKU-1")),
+        ("qty".into(), Avro::Int(2)),
+        ("price".into(), Avro::Union(1, Box::new(Avro::Double(9.5)))),
+        ("channel".into(), Avro::Enum(1, "APP".into())),
+        ("tags".into(), Avro::Array(vec![s("gift"), s("é✓")])),
+        (
+            "attributes".into(),
+            Avro::Map([("n".to_owned(), Avro::Union(1, Box::new(Avro::Long(-3))))].into()),
+        ),
+        ("digest".into(), Avro::Fixed(4, vec![1, 2, 3, 4])),
+        ("blob".into(), Avro::Bytes(vec![0, 255])),
+        (
+            "_meta".into(),
+            Avro::Record(vec![
+                ("host".into(), s("web-1")),
+                ("retry".into(), Avro::Int(1)),
+            ]),
+        ),
+    ]);
+    let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value_to_vec(command)
+        .unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/seeds/decode_avro/command.bin"
+    );
+    if std::env::var_os("RECAST_BLESS").is_some() {
+        std::fs::write(path, &datum).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        datum,
+        "rerun with RECAST_BLESS=1"
+    );
+
+    let schemas = WriterSchemas::new();
+    schemas.learn(7, Some(text));
+    let mut framed = vec![0, 0, 0, 0, 7];
+    framed.extend_from_slice(&datum);
+    let decoder = crate::pipeline::decode::Decoder::new(1 << 20, 64).reading_avro(schemas, false);
+    let object = decoder.decode(Some(&framed)).unwrap();
+    assert_eq!(object["customer"]["email"], "user@example.com");
+    assert_eq!(object["channel"], "APP");
+    assert_eq!(object["qty"], 2);
+}

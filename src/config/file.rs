@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::defaults;
+use crate::pipeline::dead_letter::Undecodable;
 use crate::pipeline::decode::DuplicateKeys;
 use crate::pipeline::dedupe::DedupeConfig;
 use crate::pipeline::mapping::ScriptsConfig;
@@ -43,6 +44,9 @@ pub struct RawConfig {
     /// The sandbox of Rhai transforms: limits per record.
     #[serde(default)]
     pub scripts: ScriptsConfig,
+    /// What dead letters keep of customer data.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
     /// Dropping the retries of a request. Absent: no dedupe.
     #[serde(default)]
     pub dedupe: Option<DedupeConfig>,
@@ -80,6 +84,22 @@ pub struct KafkaConfig {
     /// Values may be strings, numbers or booleans.
     #[serde(default, deserialize_with = "scalar_strings")]
     pub properties: BTreeMap<String, String>,
+}
+
+/// Dead letters are the legacy record unchanged, so by default they hold
+/// its customer data in clear. `protect` replaces those fields by their
+/// keyed hash (`mapping.hash_key`, the `hash` step's), at the price of
+/// re-drive, which needs the original (then only at the source position).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Field paths of JSON legacy values to hash in dead letters.
+    #[serde(default)]
+    pub protect: Vec<String>,
+    /// With `protect`, what a dead letter keeps of a value that is not a
+    /// JSON object: `keep` it, or `omit` key and value (sizes in a header).
+    #[serde(default)]
+    pub undecodable: Undecodable,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -21,7 +21,7 @@ use std::path::Path;
 use crate::avro::{LedgerSchemas, WriterSchemas};
 use crate::pipeline::decode::Decoder;
 use crate::pipeline::dedupe::{DedupeConfig, KeySource};
-use crate::pipeline::mapping::{Mapping, TransformFile};
+use crate::pipeline::mapping::{Mapping, Protection, TransformFile};
 use crate::pipeline::{Encoding, Pipeline, Stages};
 use crate::registry::Registry;
 pub use assets::EMBEDDED_DEFAULT;
@@ -70,6 +70,8 @@ pub struct Config {
     pub ledger: LedgerOutput,
     /// What identifies a request, compiled from `[dedupe]`.
     pub dedupe_key: Option<KeySource>,
+    /// The fields dead letters hash, from `dead_letter.protect`.
+    pub(crate) protection: Option<Protection>,
     /// Where each value came from, for `recast config`.
     sources: Sources,
 }
@@ -151,6 +153,18 @@ impl Config {
             }
             (LedgerFormat::Json, schemas, _) => LedgerOutput::Json { schemas },
         };
+        let protection = match (&raw.dead_letter.protect[..], &raw.mapping.hash_key) {
+            ([], _) | (_, None) => None,
+            (paths, Some(key)) => {
+                Some(Protection::new(key.as_bytes(), paths).map_err(|message| {
+                    ConfigError::Invalid {
+                        origin: origin.clone(),
+                        key: "dead_letter.protect".into(),
+                        message,
+                    }
+                })?)
+            }
+        };
         Ok(Self {
             raw,
             origin,
@@ -159,6 +173,7 @@ impl Config {
             mapping,
             ledger,
             dedupe_key,
+            protection,
             sources,
         })
     }

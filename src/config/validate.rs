@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
 use super::file::{LedgerFormat, LegacyFormat, RawConfig};
+use crate::pipeline::mapping::FieldPath;
 
 /// Shorter `mapping.hash_key`s are refused: a hash is only as secret as its key.
 const MIN_HASH_KEY_BYTES: usize = 16;
@@ -110,6 +111,17 @@ impl RawConfig {
                 "mapping.hash_key",
                 format!("too short to be secret: use at least {MIN_HASH_KEY_BYTES} bytes"),
             ));
+        }
+        if !self.dead_letter.protect.is_empty() && self.mapping.hash_key.is_none() {
+            problems.push(invalid(
+                "dead_letter.protect",
+                "hashes with mapping.hash_key, which is not set".into(),
+            ));
+        }
+        for path in &self.dead_letter.protect {
+            if let Err(message) = FieldPath::parse(path) {
+                problems.push(invalid("dead_letter.protect", message));
+            }
         }
         problems
     }

@@ -260,10 +260,27 @@ fn run_file(config: &Config, path: &Path, report: &mut Report) -> Result<(), Fil
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| error(None, e.to_string()))?;
-    let cases: CaseFile = toml::from_str(&text).map_err(|e| {
+    run_text(config, path, &text, report)
+}
+
+/// Runs the cases of `text`, a case file at `path` (its `transforms` and
+/// `schemas` are read relative to it).
+pub fn run_text(
+    config: &Config,
+    path: &Path,
+    text: &str,
+    report: &mut Report,
+) -> Result<(), FileError> {
+    let name = path.display().to_string();
+    let error = |line: Option<usize>, message: String| FileError {
+        file: name.clone(),
+        line,
+        message,
+    };
+    let cases: CaseFile = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| crate::pipeline::mapping::line_at(&text, s.start));
+            .map(|s| crate::pipeline::mapping::line_at(text, s.start));
         error(line, e.message().to_owned())
     })?;
     let config = config_under_test(config, path, &cases)?;

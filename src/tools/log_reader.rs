@@ -116,6 +116,16 @@ pub fn read_committed(
     Ok(log)
 }
 
+/// The committed records of one partition's record data (as a fetch
+/// response carries it, from the partition's first offset): the reader's
+/// parsing and `read_committed` rule without a broker, for the fuzz
+/// targets and offline checks.
+pub fn committed_in(data: &[u8]) -> Result<TopicLog, LogReadError> {
+    let mut log = TopicLog::default();
+    apply_markers(0, split_batches(Bytes::copy_from_slice(data))?, &mut log);
+    Ok(log)
+}
+
 /// One decoded batch: its transactional flags and records.
 struct RawBatch {
     transactional: bool,
@@ -370,4 +380,116 @@ fn split_batches(mut data: Bytes) -> Result<Vec<RawBatch>, LogReadError> {
         debug_assert!(!one.has_remaining());
     }
     Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    use super::*;
+
+    fn record(producer_id: i64, offset: i64, key: &[u8], value: Option<&[u8]>) -> Record {
+        Record {
+            transactional: producer_id >= 0,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: 0,
+            timestamp: 1_764_000_000_000,
+            key: Some(Bytes::copy_from_slice(key)),
+            value: value.map(Bytes::copy_from_slice),
+            headers: [("recast.stage".into(), Some(Bytes::from_static(b"decode")))].into(),
+            delete_horizon: false,
+        }
+    }
+
+    /// A control batch: the marker ending `producer_id`'s transaction.
+    fn marker(producer_id: i64, offset: i64, commit: bool) -> Record {
+        let kind = if commit { CONTROL_COMMIT } else { 0 };
+        let mut key = vec![0, 0];
+        key.extend_from_slice(&kind.to_be_bytes());
+        Record {
+            control: true,
+            key: Some(key.into()),
+            value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+            headers: [].into(),
+            ..record(producer_id, offset, b"", None)
+        }
+    }
+
+    fn encode(records: &[Record], compression: Compression, out: &mut BytesMut) {
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(out, records, &options).unwrap();
+    }
+
+    /// One partition's log: a committed transaction (gzip), an aborted one
+    /// (zstd), a plain record, a transaction still open (lz4).
+    fn partition_log() -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode(
+            &[record(1, 0, b"a", Some(b"one")), record(1, 1, b"b", None)],
+            Compression::Gzip,
+            &mut out,
+        );
+        encode(
+            &[record(2, 2, b"c", Some(b"aborted"))],
+            Compression::Zstd,
+            &mut out,
+        );
+        encode(&[marker(1, 3, true)], Compression::None, &mut out);
+        encode(&[marker(2, 4, false)], Compression::None, &mut out);
+        encode(
+            &[record(-1, 5, b"d", Some(b"plain"))],
+            Compression::Snappy,
+            &mut out,
+        );
+        encode(
+            &[record(3, 6, b"e", Some(b"open"))],
+            Compression::Lz4,
+            &mut out,
+        );
+        out.to_vec()
+    }
+
+    #[test]
+    fn committed_records_are_those_of_committed_transactions_and_plain_batches() {
+        let log = committed_in(&partition_log()).unwrap();
+        let offsets: Vec<_> = log.committed.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [0, 1, 5]);
+        assert_eq!((log.aborted, log.open), (1, 1));
+        assert_eq!(
+            log.committed[0].header("recast.stage").as_deref(),
+            Some("decode")
+        );
+        assert_eq!(log.committed[1].value, None);
+        // A batch cut short by the fetch is left for the next one.
+        let cut = partition_log();
+        assert_eq!(committed_in(&cut[..cut.len() - 3]).unwrap().open, 0);
+    }
+
+    /// The log above is the log reader's fuzz seed
+    /// (`fuzz/seeds/log_batches/`); `RECAST_BLESS=1` rewrites it.
+    #[test]
+    fn the_fuzz_seed_is_the_log_above() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/seeds/log_batches/partition.bin"
+        );
+        if std::env::var_os("RECAST_BLESS").is_some() {
+            std::fs::write(path, partition_log()).unwrap();
+        }
+        let seed = std::fs::read(path).unwrap();
+        assert_eq!(
+            committed_in(&seed).unwrap(),
+            committed_in(&partition_log()).unwrap()
+        );
+    }
 }

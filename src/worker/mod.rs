@@ -30,7 +30,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 
 use crate::config::{Config, LedgerOutput};
-use crate::pipeline::dead_letter;
+use crate::pipeline::dead_letter::{self, Protected};
 use crate::pipeline::dedupe::{DedupeWindow, Memory};
 use crate::pipeline::event_headers;
 use crate::pipeline::record::{LegacyRecord, Position};
@@ -980,12 +980,34 @@ impl Worker<'_> {
             Note::Log => tracing::info!(%explain, "to the dead-letter topic"),
             Note::Suppressed => tracing::debug!(%explain, "to the dead-letter topic"),
         }
-        let ours = dead_letter::headers(
+        let mut ours = dead_letter::headers(
             record.position,
             record.timestamp_ms,
             rejection,
             self.pipeline.mapping_version(),
         );
+        let protected = self
+            .config
+            .protection
+            .as_ref()
+            .map_or(Protected::AsItCame, |p| {
+                dead_letter::protect(record.value, p, self.config.raw.dead_letter.undecodable)
+            });
+        let (key, value) = match &protected {
+            Protected::AsItCame => (record.key, record.value),
+            Protected::Rewritten { value, fields } => {
+                ours.push(dead_letter::protected(fields));
+                (record.key, Some(value.as_slice()))
+            }
+            Protected::Omitted => {
+                ours.push(dead_letter::value_omitted(
+                    record.value.map_or(0, <[u8]>::len),
+                    record.key.map_or(0, <[u8]>::len),
+                    dead_letter::NOT_PROTECTABLE,
+                ));
+                (None, None)
+            }
+        };
         let headers = |extra: Option<&(&'static str, String)>| {
             owned_headers(
                 record.headers.iter().copied().chain(
@@ -996,10 +1018,7 @@ impl Worker<'_> {
             )
         };
         let topic = &self.config.raw.topics.dead_letter;
-        match self
-            .sink
-            .send(slot, topic, record.key, record.value, headers(None))
-        {
+        match self.sink.send(slot, topic, key, value, headers(None)) {
             Ok(()) => return Ok(()),
             Err(SendError::Txn(e)) => return Err(e),
             Err(SendError::TooLarge) => {}
@@ -1008,8 +1027,9 @@ impl Worker<'_> {
         // writing it without key and value, with a header that says so. The
         // source position in the headers leads to the original.
         let omitted = dead_letter::value_omitted(
-            record.value.map_or(0, <[u8]>::len),
-            record.key.map_or(0, <[u8]>::len),
+            value.map_or(0, <[u8]>::len),
+            key.map_or(0, <[u8]>::len),
+            dead_letter::TOO_LARGE,
         );
         match self
             .sink

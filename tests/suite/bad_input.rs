@@ -284,3 +284,63 @@ fn a_script_over_a_sandbox_limit_rejects_only_its_record() {
     }
     assert_eq!(common::correlation_ids(&s.ledger()), ["r-after"]);
 }
+
+#[test]
+fn protected_dead_letters_hold_no_customer_data_in_clear_and_are_not_re_driven() {
+    let s = Scenario::new("protect", 1);
+    let email = "jane.doe@example.com";
+    let cases = vec![
+        rejected(
+            "unknown",
+            Some(format!(r#"{{"command": "DELETE_EVERYTHING", "cartId": "c", "customer": {{"id": "c-1", "email": "{email}"}}}}"#).as_bytes()),
+            "unknown command `DELETE_EVERYTHING`",
+        ),
+        rejected("garbage", Some(format!("\u{0}{email}\u{1}").as_bytes()), "invalid JSON"),
+    ];
+    produce(&s.legacy, &cases);
+    let config = s.config(&[
+        ("dead_letter.protect", r#"["customer.email"]"#),
+        ("dead_letter.undecodable", r#""omit""#),
+    ]);
+    s.run_until_drained(&config, "w1", 1);
+
+    let dead = s.dead_letters();
+    assert_eq!(dead.committed.len(), 2);
+    for record in &dead.committed {
+        let clear = |bytes: &Option<bytes::Bytes>| {
+            bytes
+                .as_deref()
+                .is_some_and(|b| String::from_utf8_lossy(b).contains(email))
+        };
+        assert!(!clear(&record.value) && !clear(&record.key), "{record:?}");
+    }
+    let json = &dead.committed[0];
+    assert_eq!(
+        json.header("recast.protected").as_deref(),
+        Some("customer.email")
+    );
+    let value: serde_json::Value = serde_json::from_slice(json.value.as_deref().unwrap()).unwrap();
+    let hashed = value["customer"]["email"].as_str().unwrap();
+    assert!(
+        hashed.len() == 64 && hashed.chars().all(|c| c.is_ascii_hexdigit()),
+        "{value}"
+    );
+    assert_eq!(value["command"], "DELETE_EVERYTHING", "the rest as it came");
+    let garbage = &dead.committed[1];
+    assert!(garbage.value.is_none() && garbage.key.is_none());
+    let omitted = garbage.header("recast.value.omitted").unwrap();
+    assert!(omitted.contains("not a JSON object"), "{omitted}");
+
+    // Re-drive needs the original: explain says why it would pass them over.
+    for (offset, why) in [(0, "replaced by their hash"), (1, "were left out")] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_recast"))
+            .arg("--config")
+            .arg(&config)
+            .args(["explain", "--topic", "dead-letter", "--partition", "0"])
+            .args(["--offset", &offset.to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains(why), "offset {offset}: {text}");
+    }
+}

@@ -25,6 +25,7 @@ pub(crate) use command::{derive_event_type, normalise};
 pub(crate) use condition::toml_to_json;
 pub(crate) use path::FieldPath;
 use privacy::HashKey;
+pub(crate) use privacy::Protection;
 pub(crate) use script::ScriptsConfig;
 use script::{Script, ScriptEngine};
 use spec::TransformSpec;

@@ -56,6 +56,23 @@ impl FieldPath {
         node.remove(last)
     }
 
+    /// Replaces the value here (a string, or any other value as its JSON
+    /// text) by `f` of its text; missing and null values are left alone.
+    pub fn replace_text(
+        &self,
+        object: &mut Map<String, Value>,
+        f: impl Fn(&str) -> String,
+    ) -> Result<(), String> {
+        let Some(value) = self.get_present(object) else {
+            return Ok(());
+        };
+        let replaced = match value {
+            Value::String(s) => f(s),
+            other => f(&other.to_string()),
+        };
+        self.insert(object, Value::String(replaced))
+    }
+
     /// Writes `value` at this path, creating missing parent objects. Fails
     /// when a parent exists but is not an object: overwriting it would
     /// silently lose data.

@@ -1,9 +1,12 @@
-//! Protecting customer data in events: keyed hashing (HMAC-SHA256, so a
-//! hash cannot be reversed by hashing a dictionary of likely values without
-//! the key) and masking.
+//! Protecting customer data in events and dead letters: keyed hashing
+//! (HMAC-SHA256, so a hash cannot be reversed by hashing a dictionary of
+//! likely values without the key) and masking.
 
 use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value};
 use sha2::Sha256;
+
+use super::path::FieldPath;
 
 /// A secret hashing key, prepared once: the keyed HMAC state has already
 /// absorbed the inner and outer pads, so each hash clones it and costs only
@@ -28,6 +31,45 @@ impl HashKey {
         let mut mac = self.0.clone();
         mac.update(message);
         hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// Fields replaced by their keyed hash wherever a record leaves the record
+/// path in clear: `dead_letter.protect`. The hash is the one a `hash` step
+/// writes with the same key, so a protected dead letter still matches the
+/// events of the same customer.
+#[derive(Debug, Clone)]
+pub(crate) struct Protection {
+    key: HashKey,
+    paths: Vec<(String, FieldPath)>,
+}
+
+impl Protection {
+    /// Protects `paths` (dotted field paths) with `secret`.
+    pub(crate) fn new(secret: &[u8], paths: &[String]) -> Result<Self, String> {
+        let paths = paths
+            .iter()
+            .map(|p| Ok((p.clone(), FieldPath::parse(p)?)))
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            key: HashKey::new(secret),
+            paths,
+        })
+    }
+
+    /// Replaces each protected field `object` has; returns their paths.
+    pub(crate) fn apply(&self, object: &mut Map<String, Value>) -> Vec<&str> {
+        let mut protected = Vec::new();
+        for (name, path) in &self.paths {
+            if path.get_present(object).is_some()
+                && path
+                    .replace_text(object, |text| self.key.hash_hex(text.as_bytes()))
+                    .is_ok()
+            {
+                protected.push(name.as_str());
+            }
+        }
+        protected
     }
 }
 

@@ -196,12 +196,12 @@ impl Step {
             } => split_field(payload, field, separator, into)?,
             Op::Hash { fields, key } => {
                 for path in fields {
-                    replace_text(payload, path, |text| key.hash_hex(text.as_bytes()))?;
+                    path.replace_text(payload, |text| key.hash_hex(text.as_bytes()))?;
                 }
             }
             Op::Mask(masks) => {
                 for (path, keep_last) in masks {
-                    replace_text(payload, path, |text| mask(text, *keep_last))?;
+                    path.replace_text(payload, |text| mask(text, *keep_last))?;
                 }
             }
         }
@@ -233,23 +233,6 @@ fn split_field(
         path.insert(payload, Value::String(part))?;
     }
     Ok(())
-}
-
-/// Replaces the value at `path` (a string, or any other value as its JSON
-/// text) by `f` of its text; missing and null values are left alone.
-fn replace_text(
-    payload: &mut Map<String, Value>,
-    path: &FieldPath,
-    f: impl Fn(&str) -> String,
-) -> Result<(), String> {
-    let Some(value) = path.get_present(payload) else {
-        return Ok(());
-    };
-    let replaced = match value {
-        Value::String(s) => f(s),
-        other => f(&other.to_string()),
-    };
-    path.insert(payload, Value::String(replaced))
 }
 
 const OPERATIONS: &str = "drop, keep, rename, copy, set, default, cast, split_field, hash or mask";

@@ -240,6 +240,13 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_letter_the_broker_refused_runs_again_under_the_same_mapping() {
+        let r = redrive(Filters::default());
+        let refused = dead_letter("legacy-cart", 9, "sink");
+        assert_eq!(r.passed_over(&refused, "old"), None);
+    }
+
+    #[test]
     fn filters_choose_by_stage_reason_and_the_rejecting_mapping() {
         let letter = dead_letter("legacy-cart", 7, "schema");
         let chosen = |filters: Filters| redrive(filters).passed_over(&letter, "new").is_none();
