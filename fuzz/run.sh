@@ -4,8 +4,9 @@
 # files and configurations, and fuzz/seeds/). CI runs every target for 20 s;
 # run them longer with e.g. `fuzz/run.sh 600` or `fuzz/run.sh 3600 pipeline`.
 # A crash stops the run with its input under fuzz/artifacts/<target>/:
-# replay it with `cargo fuzz run -s none <target> <file>`, and keep it as a
-# regression test beside the code it broke.
+# replay it with `cargo fuzz run -s none <target> <file>`, fix it, and keep
+# the input under fuzz/regressions/<target>/ (every run starts from those)
+# with a unit test beside the code it broke.
 #
 # libFuzzer through cargo-fuzz, on the stable toolchain: `-s none` builds
 # without a sanitizer (sanitizers need nightly); coverage, and debug
@@ -39,6 +40,8 @@ seed decode_avro seeds/decode_avro/*
 seed log_batches seeds/log_batches/*
 seed case_file ../transforms/tests/*.toml
 seed config ../deploy/recast.example.toml ../deploy/local/recast.toml
+# Inputs that once crashed a target stay in its corpus.
+for dir in regressions/*/; do seed "$(basename "$dir")" "$dir"*; done
 # transform_file: the first byte says which kind (even: declarative, odd: Rhai).
 mkdir -p corpus/transform_file
 for f in ../transforms/*.toml; do { printf '\0'; cat "$f"; } > "corpus/transform_file/$(basename "$f")"; done

@@ -31,7 +31,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{
     Decodable, HeaderVersion, Request, StrBytes, encode_request_header_into_buffer,
 };
-use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
 const METADATA_VERSION: i16 = 4;
 const FETCH_VERSION: i16 = 11;
@@ -353,6 +353,15 @@ impl Connection {
     }
 }
 
+/// The fewest bytes a v2 record takes: seven one-byte varints (length,
+/// attributes, timestamp and offset deltas, key and value lengths, header
+/// count).
+const MIN_RECORD_BYTES: usize = 7;
+/// The most records a compressed batch may claim: its decompressed size is
+/// only known inside the decoder. (A million records is beyond any
+/// producer's batch.)
+const MAX_COMPRESSED_RECORDS: usize = 1 << 20;
+
 /// Splits a fetch response's record data into decoded batches. A trailing
 /// partial batch (brokers may cut a response mid-batch) is left for the
 /// next fetch.
@@ -368,6 +377,21 @@ fn split_batches(mut data: Bytes) -> Result<Vec<RawBatch>, LogReadError> {
         let mut one = data.split_to(PREFIX + length);
         let info = RecordBatchDecoder::decode_batch_info(&mut one.clone())
             .map_err(|e| LogReadError::Protocol(format!("batch header: {e}")))?;
+        // The decoder reserves room for the header's record count before
+        // reading a record: a count the batch cannot hold would abort the
+        // process on a failed allocation (found by the fuzz target).
+        if let Some(count) = info.iter().map(|i| i.record_count).find(|c| {
+            let most = if info[0].compression == Compression::None {
+                length / MIN_RECORD_BYTES
+            } else {
+                MAX_COMPRESSED_RECORDS
+            };
+            usize::try_from(*c).map_or(true, |c| c > most)
+        }) {
+            return Err(LogReadError::Protocol(format!(
+                "record batch of {length} bytes claims {count} records"
+            )));
+        }
         let set = RecordBatchDecoder::decode(&mut one)
             .map_err(|e| LogReadError::Protocol(format!("record batch: {e}")))?;
         let info = info.into_iter().next();
@@ -384,9 +408,7 @@ fn split_batches(mut data: Bytes) -> Result<Vec<RawBatch>, LogReadError> {
 
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     use super::*;
 
@@ -473,6 +495,18 @@ mod tests {
         // A batch cut short by the fetch is left for the next one.
         let cut = partition_log();
         assert_eq!(committed_in(&cut[..cut.len() - 3]).unwrap().open, 0);
+    }
+
+    /// Inputs the fuzz target crashed on (`fuzz/regressions/log_batches/`):
+    /// each gets an answer, not an abort.
+    #[test]
+    fn the_fuzz_targets_crashes_are_refused() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/regressions/log_batches");
+        // A batch whose header claims billions of records, which the
+        // decoder would reserve room for.
+        let data = std::fs::read(format!("{dir}/record-count-beyond-the-batch.bin")).unwrap();
+        let error = committed_in(&data).unwrap_err().to_string();
+        assert!(error.contains("bytes claims"), "{error}");
     }
 
     /// The log above is the log reader's fuzz seed

@@ -412,3 +412,33 @@ pub(crate) fn owned_headers<'a>(
             headers.insert(Header { key, value })
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_about_the_record_itself_make_it_refused() {
+        let produce = |code| KafkaError::MessageProduction(code);
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::InvalidMessage,
+            RDKafkaErrorCode::InvalidTimestamp,
+            RDKafkaErrorCode::PolicyViolation,
+        ] {
+            assert!(refuses_the_record(&produce(code)), "{code:?}");
+        }
+        // The cluster's state, not the record: retried with back-off.
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::PurgeQueue,
+            RDKafkaErrorCode::ProducerFenced,
+        ] {
+            assert!(!refuses_the_record(&produce(code)), "{code:?}");
+        }
+    }
+}
