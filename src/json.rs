@@ -14,3 +14,12 @@ pub(crate) fn json_kind(value: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+/// The JSON Schema (draft 2020-12) of a file read into `T`, generated from
+/// `T`'s own serde attributes and doc comments: editors complete and check
+/// a file against it (for TOML, with a `#:schema <file>` first line).
+pub(crate) fn schema_of<T: schemars::JsonSchema>(title: &str) -> Value {
+    let mut schema = schemars::schema_for!(T).to_value();
+    schema["title"] = Value::from(title);
+    schema
+}

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use std::io::Write as _;
+
 use clap::{Parser, Subcommand};
 
 use recast::{
@@ -181,13 +183,24 @@ enum Command {
     /// Print the configuration as it would run: every value with where it
     /// came from (the file, an environment variable, the default), secrets
     /// redacted.
-    Config,
+    Config {
+        #[command(subcommand)]
+        schema: Option<SchemaOnly>,
+    },
+    /// About transform files.
+    Transforms {
+        #[command(subcommand)]
+        schema: SchemaOnly,
+    },
     /// Run the golden cases of the transforms: legacy records and what
     /// must become of them.
     Test {
         /// Case files, or directories of them. Default: `tests/` next to
         /// the first transform file.
         paths: Vec<PathBuf>,
+        /// Print the JSON Schema of a case file instead.
+        #[arg(long, conflicts_with = "paths")]
+        schema: bool,
     },
     /// Run the whole mapping offline over legacy records — a file (JSON
     /// lines: key, value, headers) or a topic's committed records — and sum
@@ -262,9 +275,37 @@ enum Command {
     },
 }
 
+/// `schema`, the one subcommand of `config` and `transforms`.
+#[derive(Debug, Subcommand)]
+enum SchemaOnly {
+    /// Print the JSON Schema of the file (draft 2020-12), for editors: in a
+    /// TOML file, a first line `#:schema recast.schema.json` points to it.
+    Schema,
+}
+
+impl Command {
+    /// The JSON Schema this command prints, if it prints one: schemas need
+    /// no configuration, so they are answered before it is read.
+    fn schema(&self) -> Option<serde_json::Value> {
+        match self {
+            Command::Config {
+                schema: Some(SchemaOnly::Schema),
+            } => Some(Config::json_schema()),
+            Command::Transforms { .. } => Some(recast::TransformFile::json_schema()),
+            Command::Test { schema: true, .. } => Some(golden::case_file_schema()),
+            _ => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    if let Some(schema) = cli.command.schema() {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        let _ = writeln!(std::io::stdout().lock(), "{schema:#}");
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(e) => {
@@ -344,7 +385,10 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             runtime.block_on(redrive(config, options))
         }
         Command::Check { offline } => check(config, offline),
-        Command::Config => {
+        Command::Transforms { .. } => {
+            unreachable!("schemas are printed before the configuration is read")
+        }
+        Command::Config { .. } => {
             print!("{}", config.effective());
             Ok(())
         }
@@ -365,7 +409,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Command::Test { paths } => golden_test(config, paths),
+        Command::Test { paths, .. } => golden_test(config, paths),
         Command::Replay {
             input,
             topic,

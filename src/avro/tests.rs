@@ -359,12 +359,9 @@ fn legacy_avro_values_decode_with_their_writer_schema() {
     use crate::registry::{Registry, dev::DevRegistry};
     let dev = DevRegistry::start("127.0.0.1:0").unwrap();
     let registry = Registry::new(&crate::registry::RegistryConfig {
-        url: dev.url(),
-        username: None,
-        password: None,
-        token: None,
         timeout: std::time::Duration::from_secs(5),
         retry_for: std::time::Duration::from_secs(5),
+        ..crate::registry::RegistryConfig::at(&dev.url())
     });
     let command = r#"{"type":"record","name":"Cmd","fields":[
         {"name":"command","type":"string"},{"name":"qty","type":"int"},

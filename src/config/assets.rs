@@ -8,6 +8,7 @@ use super::error::{ConfigError, Origin};
 use super::file::MappingConfig;
 use crate::avro::{SchemaError, SchemaFile};
 use crate::pipeline::mapping::TransformFile;
+use crate::registry::{RegistryConfig, TlsFiles};
 
 /// The configuration the quickstart runs with: a local broker on port 9092
 /// and the cart sample's mapping. Also the commented reference for every key.
@@ -103,6 +104,24 @@ pub(super) fn read_transforms(
             }
         })
         .collect()
+}
+
+/// Reads the registry's CA and client certificate files: relative to the
+/// configuration file, or to the working directory for the embedded
+/// default (which names none; an override may).
+pub(super) fn read_registry_tls(
+    registry: &RegistryConfig,
+    origin: &Origin,
+) -> Result<TlsFiles, ConfigError> {
+    let base = match origin {
+        Origin::File(config) => config.parent().unwrap_or(Path::new("")),
+        Origin::Embedded => Path::new(""),
+    };
+    TlsFiles::read(registry, base).map_err(|(key, message)| ConfigError::Invalid {
+        origin: origin.clone(),
+        key: format!("registry.{key}"),
+        message,
+    })
 }
 
 /// Reads the schema files of `ledger.schemas`: from disk, relative to the

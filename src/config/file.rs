@@ -15,7 +15,7 @@ use crate::pipeline::mapping::ScriptsConfig;
 use crate::registry::RegistryConfig;
 
 /// The whole `recast.toml`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// Connection to the Kafka cluster and the worker's identity in it.
@@ -55,7 +55,7 @@ pub struct RawConfig {
     pub chaos: ChaosConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma separated (`host:port,host:port`).
@@ -77,12 +77,14 @@ pub struct KafkaConfig {
     pub static_membership: bool,
     /// How long start-up waits for the cluster before giving up.
     #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub connect_timeout: Duration,
     /// librdkafka properties passed to both consumer and producer, for
     /// security settings (`security.protocol`, `sasl.*`, `ssl.*`) and tuning.
     /// Properties recast owns (transactions, offsets, isolation) are rejected.
     /// Values may be strings, numbers or booleans.
     #[serde(default, deserialize_with = "scalar_strings")]
+    #[schemars(with = "BTreeMap<String, Scalar>")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -90,7 +92,7 @@ pub struct KafkaConfig {
 /// its customer data in clear. `protect` replaces those fields by their
 /// keyed hash (`mapping.hash_key`, the `hash` step's), at the price of
 /// re-drive, which needs the original (then only at the source position).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     /// Field paths of JSON legacy values to hash in dead letters.
@@ -102,7 +104,7 @@ pub struct DeadLetterConfig {
     pub undecodable: Undecodable,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicsConfig {
     /// The legacy topic this instance consumes.
@@ -113,7 +115,7 @@ pub struct TopicsConfig {
     pub dead_letter: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Most records in one transaction. Larger batches amortise the commit
@@ -124,10 +126,12 @@ pub struct BatchConfig {
     /// Longest wait, from a batch's first record, for more records before the
     /// batch is committed. Upper bound on the latency recast adds.
     #[serde(default = "defaults::linger", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub linger: Duration,
     /// The broker aborts a transaction left open longer than this (a crashed
     /// worker's). Must exceed `linger` plus the time to process a batch.
     #[serde(default = "defaults::transaction_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub transaction_timeout: Duration,
 }
 
@@ -141,7 +145,7 @@ impl Default for BatchConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 // The field names are the configuration keys users write.
 #[allow(clippy::struct_field_names)]
@@ -171,7 +175,7 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// Name of the legacy system, written to `header.source.system`.
@@ -189,7 +193,9 @@ pub struct SourceConfig {
 }
 
 /// How legacy values are encoded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LegacyFormat {
     #[default]
@@ -198,7 +204,7 @@ pub enum LegacyFormat {
     Auto,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingConfig {
     /// The transform files, applied in this order to every record. Relative
@@ -215,7 +221,9 @@ pub struct MappingConfig {
 }
 
 /// How ledger values are encoded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerFormat {
     /// Avro binary in the Confluent wire format (magic byte 0, 4-byte
@@ -228,7 +236,7 @@ pub enum LedgerFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerConfig {
     /// `avro` (default) or `json`.
@@ -244,7 +252,7 @@ pub struct LedgerConfig {
     pub schemas: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Serve the operations endpoints at all.
@@ -272,7 +280,7 @@ impl Default for HttpConfig {
 
 /// Failure injection for recovery drills and tests. Every field is off by
 /// default; do not set any in production.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChaosConfig {
     /// Transactions (counted from 1 per process, retries included) to abort
@@ -292,19 +300,21 @@ pub struct ChaosConfig {
     pub fail_producer_after_commit: Vec<u64>,
 }
 
+/// A librdkafka property's value as written.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum Scalar {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
 /// Reads a table of scalars (strings, numbers, booleans) as strings: all
 /// librdkafka properties are strings, but `"linger.ms" = 5` should work.
 fn scalar_strings<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        String(String),
-        Integer(i64),
-        Float(f64),
-        Bool(bool),
-    }
     let table = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
     Ok(table
         .into_iter()

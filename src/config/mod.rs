@@ -26,7 +26,7 @@ use crate::pipeline::{Encoding, Pipeline, Stages};
 use crate::registry::Registry;
 pub use assets::EMBEDDED_DEFAULT;
 pub(crate) use assets::read_schema_files;
-use assets::{read_schemas, read_transforms};
+use assets::{read_registry_tls, read_schemas, read_transforms};
 use effective::Sources;
 use env::{apply_env, set};
 use error::parse_error;
@@ -103,7 +103,7 @@ impl Config {
         origin: Origin,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let (raw, sources) = read_raw(text, &origin, env)?;
+        let (mut raw, sources) = read_raw(text, &origin, env)?;
         // The dedupe key is compiled with the checks, so its problems are
         // reported with all the others.
         let mut problems = raw.problems(&origin);
@@ -131,6 +131,9 @@ impl Config {
                     message: "not set and the host name cannot be read; set it".into(),
                 })?,
         };
+        if let Some(registry) = raw.registry.as_mut() {
+            registry.tls = read_registry_tls(registry, &origin)?;
+        }
         let transforms = read_transforms(&raw.mapping, &origin)?;
         let mapping = Mapping::compile(&transforms, raw.mapping.hash_key.as_deref(), &raw.scripts)?;
         let schemas = match raw.ledger.schemas.as_slice() {
@@ -176,6 +179,11 @@ impl Config {
             protection,
             sources,
         })
+    }
+
+    /// The JSON Schema of a configuration file (`recast config schema`).
+    pub fn json_schema() -> serde_json::Value {
+        crate::json::schema_of::<RawConfig>("recast configuration")
     }
 
     /// The configuration as it runs, each value with its origin and the
@@ -311,45 +319,47 @@ mod tests {
         Config::parse(text, Origin::File("t.toml".into()), Vec::new())
     }
 
-    /// The keys a configuration has: its leaves, `kafka.properties` whole.
-    fn keys(config: &Config, into: &mut std::collections::BTreeSet<String>) {
-        fn walk(prefix: &str, table: &toml::Table, into: &mut std::collections::BTreeSet<String>) {
-            for (name, value) in table {
-                let key = if prefix.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{prefix}.{name}")
-                };
-                match value {
-                    toml::Value::Table(inner) if key != "kafka.properties" => {
-                        walk(&key, inner, into);
+    /// Every key of the configuration file, from its JSON Schema (so from
+    /// the structs): the leaves, tables of free keys (`kafka.properties`)
+    /// whole.
+    fn schema_keys() -> std::collections::BTreeSet<String> {
+        fn walk(
+            prefix: &str,
+            schema: &serde_json::Value,
+            root: &serde_json::Value,
+            into: &mut std::collections::BTreeSet<String>,
+        ) {
+            // `Option<Section>` is `anyOf: [{$ref}, {type: null}]`.
+            let section = schema["$ref"]
+                .as_str()
+                .or_else(|| schema["anyOf"][0]["$ref"].as_str())
+                .map_or(schema, |r| &root["$defs"][r.trim_start_matches("#/$defs/")]);
+            match section["properties"].as_object() {
+                Some(properties) => {
+                    for (name, inner) in properties {
+                        let key = if prefix.is_empty() {
+                            name.clone()
+                        } else {
+                            format!("{prefix}.{name}")
+                        };
+                        walk(&key, inner, root, into);
                     }
-                    _ => {
-                        into.insert(key);
-                    }
+                }
+                None => {
+                    into.insert(prefix.to_owned());
                 }
             }
         }
-        walk("", &toml::Table::try_from(&config.raw).unwrap(), into);
+        let schema = Config::json_schema();
+        let mut keys = std::collections::BTreeSet::new();
+        walk("", &schema, &schema, &mut keys);
+        keys
     }
 
     #[test]
     fn the_readme_documents_every_configuration_key_and_no_other() {
-        let load = |env: &[(&str, &str)]| {
-            let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
-            Config::load(None, env).unwrap()
-        };
-        // The embedded default has every key but the optional ones unset.
-        let mut known = std::collections::BTreeSet::new();
-        keys(
-            &load(&[
-                ("RECAST_DEDUPE__TTL", "1h"),
-                ("RECAST_REGISTRY__USERNAME", "u"),
-                ("RECAST_REGISTRY__PASSWORD", "p"),
-            ]),
-            &mut known,
-        );
-        keys(&load(&[("RECAST_REGISTRY__TOKEN", "t")]), &mut known);
+        let known = schema_keys();
+        assert!(known.contains("kafka.properties") && known.contains("dedupe.ttl"));
         let readme = include_str!("../../README.md");
         let table = readme
             .split("\n## Configuration\n")

@@ -33,7 +33,17 @@ pub(crate) const PROTECTED: &str = "recast.protected";
 /// What a protected dead letter keeps of a value that is not a JSON
 /// object, where no field can be found to protect
 /// (`dead_letter.undecodable`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Undecodable {
     /// The value as it came: whatever personal data it holds stays in it.

@@ -50,7 +50,17 @@ pub enum DecodeError {
 }
 
 /// What an object with the same key twice means.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DuplicateKeys {
     /// The record is rejected: a ledger of facts does not guess which

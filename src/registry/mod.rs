@@ -9,6 +9,7 @@
 
 mod config;
 pub(crate) mod dev;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use serde_json::json;
 use crate::avro::{LedgerSchemas, WriterSchemas};
 use crate::pipeline::SchemaIds;
 pub use config::RegistryConfig;
+pub(crate) use tls::TlsFiles;
 
 /// The media type of the registry API (Confluent's v1).
 pub(crate) const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -53,6 +55,13 @@ pub enum RegistryError {
         code: i64,
         message: String,
     },
+    /// The TLS handshake failed: the registry's certificate is not
+    /// trusted, or it wants a client certificate. Not retried: it would
+    /// fail the same way.
+    #[error(
+        "schema registry {url}: TLS failed: {message} (a private CA goes in registry.ca_file, a client certificate in registry.certificate_file and key_file)"
+    )]
+    Tls { url: String, message: String },
     /// A schema the subject's compatibility rules refuse.
     #[error(
         "{subject}: schema is incompatible with the subject's latest version ({file}): {reasons}"
@@ -83,6 +92,28 @@ pub struct Registry {
     retry_for: Duration,
 }
 
+/// Why a request got no answer.
+#[derive(Debug)]
+enum Failure {
+    /// Worth another try: no connection, a reset, a garbled answer.
+    Transient(String),
+    /// The TLS handshake failed.
+    Tls(String),
+}
+
+impl Failure {
+    fn of(error: &ureq::Error) -> Self {
+        match error {
+            // rustls reports a failed handshake as invalid data.
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                Failure::Tls(io.to_string())
+            }
+            ureq::Error::Tls(_) => Failure::Tls(error.to_string()),
+            _ => Failure::Transient(error.to_string()),
+        }
+    }
+}
+
 /// A registry error body: `{"error_code": 40401, "message": "…"}`.
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
@@ -92,9 +123,7 @@ struct ErrorBody {
 
 impl Registry {
     pub fn new(config: &RegistryConfig) -> Self {
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-            .build();
+        let tls = config.tls.tls_config();
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(config.timeout))
             .http_status_as_error(false)
@@ -273,7 +302,13 @@ impl Registry {
                 Ok(Answer::Refused {
                     status, message, ..
                 }) => format!("HTTP {status}: {message}"),
-                Err(transport) => transport,
+                Err(Failure::Transient(transport)) => transport,
+                Err(Failure::Tls(message)) => {
+                    return Err(RegistryError::Tls {
+                        url: self.url.clone(),
+                        message,
+                    });
+                }
             };
             if started.elapsed() + backoff > self.retry_for {
                 return Err(RegistryError::Unavailable {
@@ -297,7 +332,7 @@ impl Registry {
     }
 
     /// POSTs `body`, or GETs without one.
-    fn send(&self, url: &str, body: Option<&str>) -> Result<Answer, String> {
+    fn send(&self, url: &str, body: Option<&str>) -> Result<Answer, Failure> {
         let response = match body {
             Some(body) => self
                 .authorized(self.agent.post(url))
@@ -305,16 +340,16 @@ impl Registry {
                 .send(body),
             None => self.authorized(self.agent.get(url)).call(),
         };
-        let mut response = response.map_err(|e| e.to_string())?;
+        let mut response = response.map_err(|e| Failure::of(&e))?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
             .read_to_string()
-            .map_err(|e| format!("reading the answer: {e}"))?;
+            .map_err(|e| Failure::Transient(format!("reading the answer: {e}")))?;
         if (200..300).contains(&status) {
             return serde_json::from_str(&text)
                 .map(Answer::Success)
-                .map_err(|e| format!("answer is not JSON ({e}): {text}"));
+                .map_err(|e| Failure::Transient(format!("answer is not JSON ({e}): {text}")));
         }
         Ok(match serde_json::from_str::<ErrorBody>(&text) {
             Ok(error) => Answer::Refused {

@@ -36,12 +36,9 @@ const BREAKING: &str = r#"{"type":"record","name":"Thing","namespace":"t","field
 
 fn config(url: &str) -> RegistryConfig {
     RegistryConfig {
-        url: url.to_owned(),
-        username: None,
-        password: None,
-        token: None,
         timeout: Duration::from_secs(5),
         retry_for: Duration::from_secs(5),
+        ..RegistryConfig::at(url)
     }
 }
 
@@ -101,37 +98,40 @@ fn scripted_peer(
     let url = format!("http://{}", listener.local_addr().unwrap());
     let answers = answers.to_vec();
     let handle = std::thread::spawn(move || {
-        let mut heads = Vec::new();
-        for (status, body) in answers {
-            let (stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut head = String::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap();
-                }
-                if line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line);
-            }
-            let mut body_in = vec![0; length];
-            reader.read_exact(&mut body_in).unwrap();
-            let mut stream = reader.into_inner();
-            write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .unwrap();
-            heads.push(head);
-        }
-        heads
+        answers
+            .into_iter()
+            .map(|(status, body)| answer(listener.accept().unwrap().0, status, body).unwrap())
+            .collect()
     });
     (url, handle)
+}
+
+/// Reads one request from `stream` and answers it; returns its head.
+fn answer(stream: impl Read + Write, status: u16, body: &str) -> std::io::Result<String> {
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut body_in = vec![0; length];
+    reader.read_exact(&mut body_in)?;
+    let mut stream = reader.into_inner();
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()?;
+    Ok(head)
 }
 
 #[test]
@@ -210,4 +210,192 @@ fn an_unreachable_registry_is_given_up_after_retry_for() {
         "{error}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A private CA, and the registry's certificate for 127.0.0.1 from it.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    server: rcgen::Certificate,
+    server_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        Self {
+            dir,
+            ca,
+            server,
+            server_key,
+        }
+    }
+
+    /// A client certificate from the CA, written as client.pem/client.key.
+    fn client(&self) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["recast-cart".to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.ca)
+            .unwrap();
+        std::fs::write(self.dir.path().join("client.pem"), cert.pem()).unwrap();
+        std::fs::write(self.dir.path().join("client.key"), key.serialize_pem()).unwrap();
+    }
+
+    /// A registry over TLS answering `{"id": 7}` to `connections`
+    /// connections (demanding a client certificate from the CA when
+    /// `mutual`); returns its URL and, per connection, whether it was served.
+    fn serve(
+        &self,
+        connections: usize,
+        mutual: bool,
+    ) -> (String, std::thread::JoinHandle<Vec<bool>>) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if mutual {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(self.ca.der().clone()).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.serialize_der()));
+        let config = std::sync::Arc::new(
+            builder
+                .with_single_cert(vec![self.server.der().clone()], key)
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            (0..connections)
+                .map(|_| {
+                    let (tcp, _) = listener.accept().unwrap();
+                    let tls = rustls::ServerConnection::new(config.clone()).unwrap();
+                    answer(rustls::StreamOwned::new(tls, tcp), 200, r#"{"id":7}"#).is_ok()
+                })
+                .collect()
+        });
+        (url, handle)
+    }
+
+    /// `[registry]` at `url` with the given keys, read as recast reads it.
+    fn config(&self, url: &str, keys: &str) -> Result<RegistryConfig, crate::ConfigError> {
+        let text = crate::EMBEDDED_DEFAULT
+            .replace(
+                "url = \"http://127.0.0.1:8081\"",
+                &format!("url = \"{url}\"\n{keys}"),
+            )
+            .replace("retry_for = \"60s\"", "retry_for = \"300ms\"");
+        let path = self.dir.path().join("recast.toml");
+        std::fs::write(&path, text).unwrap();
+        // The shipped files, wherever this file is.
+        let repo = env!("CARGO_MANIFEST_DIR");
+        let env = [
+            (
+                "RECAST_MAPPING__TRANSFORMS",
+                format!(
+                    r#"["{repo}/transforms/cart.toml", "{repo}/transforms/cart-amounts.rhai"]"#
+                ),
+            ),
+            (
+                "RECAST_LEDGER__SCHEMAS",
+                format!(r#"["{repo}/schemas/header.avsc", "{repo}/schemas/cart"]"#),
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        crate::Config::load(Some(&path), env).map(|c| c.raw.registry.unwrap())
+    }
+}
+
+#[test]
+fn a_registry_under_a_private_ca_is_verified_by_ca_file() {
+    let pki = Pki::new();
+    let (url, served) = pki.serve(2, false);
+    let trusting = pki.config(&url, "ca_file = \"ca.pem\"").unwrap();
+    assert_eq!(Registry::new(&trusting).register("s", V1).unwrap(), 7);
+    // Without it, the platform's roots do not know the CA.
+    let platform = pki.config(&url, "").unwrap();
+    let refused = Registry::new(&platform).register("s", V1).unwrap_err();
+    assert!(
+        matches!(&refused, RegistryError::Tls { message, .. } if message.contains("UnknownIssuer")),
+        "{refused}"
+    );
+    assert_eq!(served.join().unwrap(), [true, false]);
+}
+
+#[test]
+fn a_registry_demanding_a_client_certificate_gets_certificate_file() {
+    let pki = Pki::new();
+    pki.client();
+    let (url, served) = pki.serve(2, true);
+    let with_cert = pki
+        .config(
+            &url,
+            "ca_file = \"ca.pem\"\ncertificate_file = \"client.pem\"\nkey_file = \"client.key\"",
+        )
+        .unwrap();
+    assert_eq!(Registry::new(&with_cert).register("s", V1).unwrap(), 7);
+    let without = pki.config(&url, "ca_file = \"ca.pem\"").unwrap();
+    // Under TLS 1.3 the server refuses the missing certificate after the
+    // client's half of the handshake: the client sees a closed connection,
+    // which it retries like any other.
+    assert!(Registry::new(&without).register("s", V1).is_err());
+    assert_eq!(served.join().unwrap(), [true, false]);
+}
+
+#[test]
+fn bad_tls_files_are_configuration_errors_naming_the_key() {
+    let pki = Pki::new();
+    pki.client();
+    std::fs::write(pki.dir.path().join("empty.pem"), "no PEM here").unwrap();
+    for (keys, key, says) in [
+        (
+            "ca_file = \"missing.pem\"",
+            "registry.ca_file",
+            "missing.pem",
+        ),
+        (
+            "ca_file = \"empty.pem\"",
+            "registry.ca_file",
+            "no PEM certificate",
+        ),
+        (
+            "certificate_file = \"client.pem\"",
+            "registry.key_file",
+            "needs its key_file",
+        ),
+        (
+            "certificate_file = \"client.pem\"\nkey_file = \"client.pem\"",
+            "registry.key_file",
+            "no PEM private key",
+        ),
+    ] {
+        let error = pki
+            .config("https://127.0.0.1:1", keys)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(key) && error.contains(says),
+            "{keys}: {error}"
+        );
+    }
 }

@@ -28,7 +28,7 @@ pub const TEST_HASH_KEY: &str = "recast-golden-test-key";
 /// `recorded_at` of every event under test: cases must not depend on it.
 const RECORDED_AT_MS: i64 = 0;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaseFile {
     /// The chain these cases test, relative to the case file. Default: the
@@ -43,7 +43,7 @@ struct CaseFile {
 }
 
 /// One legacy record and what must become of it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
@@ -51,11 +51,13 @@ struct Case {
     key: Option<String>,
     /// The raw value (a string, so malformed values can be tested), or a
     /// table written as JSON.
+    #[schemars(with = "Option<serde_json::Value>")]
     value: Option<toml::Value>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
     timestamp: Option<i64>,
+    #[schemars(with = "ExpectSpec")]
     expect: Expect,
 }
 
@@ -70,7 +72,7 @@ enum Expect {
 }
 
 /// `expect` as written: exactly one of the fields.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ExpectSpec {
     #[serde(default)]
@@ -84,7 +86,7 @@ struct ExpectSpec {
 }
 
 /// The fields given are compared; `payload`, when given, whole.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ExpectedEvent {
     event_type: String,
@@ -95,6 +97,7 @@ struct ExpectedEvent {
     #[serde(default)]
     correlation_id: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     payload: Option<toml::Table>,
 }
 
@@ -134,7 +137,7 @@ impl TryFrom<ExpectSpec> for Expect {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ExpectedRejection {
     stage: Stage,
@@ -156,6 +159,11 @@ pub struct Report {
     /// Cases expecting events that came out not fitting their schemas:
     /// `file: case "name": reason`, for `recast check`.
     pub misfits: Vec<String>,
+}
+
+/// The JSON Schema of a golden case file (`recast test --schema`).
+pub fn case_file_schema() -> serde_json::Value {
+    crate::json::schema_of::<CaseFile>("recast golden cases")
 }
 
 /// Where a configuration's golden cases are: `tests/` beside its first

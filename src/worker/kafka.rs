@@ -134,3 +134,54 @@ impl rdkafka::consumer::ConsumerContext for EndAware {}
 
 /// A consumer with the [`EndAware`] context.
 pub(crate) type EndAwareConsumer = BaseConsumer<EndAware>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(properties: &[(&str, &str)]) -> Result<(), KafkaError> {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", "127.0.0.1:1");
+        for (key, value) in properties {
+            client.set(*key, *value);
+        }
+        client.create::<BaseConsumer>().map(drop)
+    }
+
+    /// librdkafka's own token retrieval from an OIDC provider.
+    const OIDC: &[(&str, &str)] = &[
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanisms", "OAUTHBEARER"),
+        ("sasl.oauthbearer.method", "oidc"),
+        ("sasl.oauthbearer.client.id", "recast-cart"),
+        ("sasl.oauthbearer.client.secret", "secret"),
+        (
+            "sasl.oauthbearer.token.endpoint.url",
+            "https://idp.example.com/oauth2/token",
+        ),
+    ];
+
+    const KERBEROS: &[(&str, &str)] = &[
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanisms", "GSSAPI"),
+        ("sasl.kerberos.service.name", "kafka"),
+        // No kinit at creation: there is no keytab here.
+        ("sasl.kerberos.min.time.before.relogin", "0"),
+    ];
+
+    /// Each mechanism is there exactly when its feature is built in:
+    /// librdkafka refuses a client it cannot serve when it is created, so
+    /// a build without the feature fails at start-up, not at first use.
+    #[test]
+    fn sasl_mechanisms_come_with_their_features() {
+        for (mechanism, properties, built) in [
+            ("OIDC", OIDC, cfg!(feature = "oidc")),
+            ("GSSAPI", KERBEROS, cfg!(feature = "kerberos")),
+        ] {
+            match create(properties) {
+                Ok(()) => assert!(built, "{mechanism} works without its feature"),
+                Err(e) => assert!(!built, "{mechanism}: {e}"),
+            }
+        }
+    }
+}

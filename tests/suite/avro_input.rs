@@ -91,12 +91,9 @@ fn produce(topic: &str, records: &[(&str, Vec<u8>)]) {
 fn avro_legacy_records_are_decoded_through_the_registry() {
     let s = Scenario::new("avro-input", 1);
     let client = Registry::new(&recast::RegistryConfig {
-        url: registry().to_owned(),
-        username: None,
-        password: None,
-        token: None,
         timeout: TIMEOUT,
         retry_for: TIMEOUT,
+        ..recast::RegistryConfig::at(registry())
     });
     let id = client
         .register(&format!("{}-value", s.legacy), LEGACY_SCHEMA)

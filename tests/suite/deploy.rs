@@ -1,47 +1,87 @@
 //! What can be checked of deploy/ without a cluster: the Kubernetes
-//! manifests parse and hold what a Deployment of recast needs, the config
-//! they carry is valid, and every metric the dashboard and alerts query is
-//! one `/metrics` really exports.
+//! overlays build (with the harness's model of kustomize) into what a
+//! restricted namespace admits and recast needs, the configuration they
+//! generate is valid and a changed mapping rolls the pods, every metric
+//! the dashboard, alerts and autoscaler query is one `/metrics` really
+//! exports, and the image and compose files follow their rules.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_yaml::Value;
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+use crate::common::kustomize::{self, Build};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn manifests() -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(&read("deploy/kubernetes/recast-cart.yaml"))
-        .map(|doc| Value::deserialize(doc).expect("valid YAML"))
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap()
+}
+
+fn overlay(name: &str) -> Build {
+    kustomize::build(&repo().join("deploy/kubernetes/overlays").join(name))
+        .unwrap_or_else(|e| panic!("overlay {name}: {e}"))
+}
+
+fn texts(list: &Value) -> Vec<&str> {
+    list.as_sequence()
+        .unwrap_or_else(|| panic!("not a list: {list:?}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
         .collect()
 }
 
-fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
-    docs.iter()
-        .find(|d| d["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind}"))
-}
-
-#[test]
-fn the_deployment_has_what_recast_needs() {
-    let docs = manifests();
-    let deployment = of_kind(&docs, "Deployment");
-    let spec = &deployment["spec"];
-    assert!(
-        spec["replicas"].as_u64().unwrap() >= 2,
-        "replicas share the group"
-    );
+/// The restricted Pod Security Standard, the probes, and what the pod
+/// mounts: every overlay's workload has them.
+fn check_pod(build: &Build, workload: &Value) {
+    let pod = &workload["spec"]["template"]["spec"];
+    let security = &pod["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let user = read("deploy/Dockerfile")
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER ").map(str::to_owned))
+        .unwrap();
     assert_eq!(
-        spec["selector"]["matchLabels"],
-        spec["template"]["metadata"]["labels"]
+        format!(
+            "{}:{}",
+            security["runAsUser"].as_u64().unwrap(),
+            security["runAsGroup"].as_u64().unwrap()
+        ),
+        user,
+        "the pod runs as the image's numeric user and group"
     );
-    let container = &spec["template"]["spec"]["containers"][0];
+    let container = &pod["containers"][0];
+    let own = &container["securityContext"];
+    assert_eq!(own["allowPrivilegeEscalation"], false);
+    assert_eq!(own["readOnlyRootFilesystem"], true);
+    assert_eq!(texts(&own["capabilities"]["drop"]), ["ALL"]);
+    assert!(
+        container["image"]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .is_some_and(|(_, tag)| tag != "latest")
+    );
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["ports"][0]["containerPort"], 9464);
     assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert!(texts(&container["args"]).contains(&"/etc/recast/config/recast.toml"));
+    // Every ConfigMap mounted is a generated one, under its hashed name.
+    for volume in pod["volumes"].as_sequence().unwrap() {
+        if let Some(name) = volume["configMap"]["name"].as_str() {
+            assert!(
+                build.generated.values().any(|hashed| hashed == name),
+                "{name} is not a generated ConfigMap: {:?}",
+                build.generated
+            );
+        }
+    }
     let mounts: Vec<&str> = container["volumeMounts"]
         .as_sequence()
         .unwrap()
@@ -52,81 +92,355 @@ fn the_deployment_has_what_recast_needs() {
         "/etc/recast/config",
         "/etc/recast/transforms",
         "/etc/recast/schemas",
+        "/etc/recast/secrets",
     ] {
         assert!(mounts.contains(&path), "{path} not mounted: {mounts:?}");
     }
-    let args: Vec<&str> = container["args"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    assert!(args.contains(&"/etc/recast/config/recast.toml"), "{args:?}");
-    // The restricted Pod Security Standard.
-    let pod = &spec["template"]["spec"]["securityContext"];
-    assert_eq!(pod["runAsNonRoot"], true);
-    assert!(pod["runAsUser"].as_u64().unwrap() > 0);
-    assert_eq!(pod["seccompProfile"]["type"], "RuntimeDefault");
-    let own = &container["securityContext"];
-    assert_eq!(own["allowPrivilegeEscalation"], false);
-    assert_eq!(own["readOnlyRootFilesystem"], true);
-    assert_eq!(own["capabilities"]["drop"][0], "ALL");
-    assert_eq!(
-        pod["runAsUser"].as_u64().unwrap().to_string(),
-        read("deploy/Dockerfile")
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("USER "))
-            .and_then(|u| u.split(':').next())
-            .unwrap(),
-        "the pod runs as the image's user"
+    // Secrets come from the mounted Secret's files, never as values.
+    for env in container["env"].as_sequence().unwrap() {
+        let name = env["name"].as_str().unwrap();
+        assert!(
+            env["valueFrom"]["secretKeyRef"].is_null(),
+            "{name} puts a secret in the environment"
+        );
+        if name.ends_with("_FILE") {
+            assert!(
+                env["value"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("/etc/recast/secrets/"),
+                "{name}"
+            );
+        }
+    }
+}
+
+/// Every resource has the recommended labels, and every selector selects
+/// the workload's pods.
+fn check_labels(build: &Build, workload: &Value) {
+    let pod_labels = &workload["spec"]["template"]["metadata"]["labels"];
+    for resource in &build.resources {
+        let labels = &resource["metadata"]["labels"];
+        for key in [
+            "name",
+            "instance",
+            "version",
+            "component",
+            "part-of",
+            "managed-by",
+        ] {
+            assert!(
+                labels[format!("app.kubernetes.io/{key}").as_str()].is_string(),
+                "{} {} lacks app.kubernetes.io/{key}",
+                resource["kind"].as_str().unwrap(),
+                resource["metadata"]["name"].as_str().unwrap()
+            );
+        }
+    }
+    let selects = |selector: &Value, what: &str| {
+        let selector = selector
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{what}: no selector"));
+        assert!(!selector.is_empty());
+        for (k, v) in selector {
+            assert_eq!(
+                &pod_labels[k], v,
+                "{what} selects {k:?}={v:?}, which the pods lack"
+            );
+        }
+    };
+    selects(&workload["spec"]["selector"]["matchLabels"], "the workload");
+    selects(&build.of_kind("Service")["spec"]["selector"], "the Service");
+    selects(
+        &build.of_kind("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        "the PDB",
     );
-    let pdb = of_kind(&docs, "PodDisruptionBudget");
+    selects(
+        &build.of_kind("PodMonitor")["spec"]["selector"]["matchLabels"],
+        "the PodMonitor",
+    );
+    let spread = &workload["spec"]["template"]["spec"]["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
+    selects(
+        &spread["labelSelector"]["matchLabels"],
+        "the topology spread",
+    );
+    let monitor = &build.of_kind("PodMonitor")["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(monitor["path"], "/metrics");
     assert_eq!(
-        pdb["spec"]["selector"]["matchLabels"],
-        spec["selector"]["matchLabels"]
+        monitor["port"],
+        workload["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"]
     );
 }
 
-/// The config map's configuration, laid out as the pod mounts it next to
-/// the repository's transforms and schemas, loads: keys valid, transform
-/// and schema paths right.
+fn env_of(workload: &Value) -> Vec<(String, Value)> {
+    workload["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].clone()))
+        .collect()
+}
+
 #[test]
-fn the_configmap_carries_a_valid_configuration() {
-    let docs = manifests();
-    let text = of_kind(&docs, "ConfigMap")["data"]["recast.toml"]
-        .as_str()
-        .unwrap();
+fn the_statefulset_overlay_has_stable_instances_and_a_restricted_pod() {
+    let build = overlay("statefulset");
+    let set = build.of_kind("StatefulSet");
+    check_pod(&build, set);
+    check_labels(&build, set);
+    let spec = &set["spec"];
+    assert!(
+        spec["replicas"].as_u64().unwrap() >= 2,
+        "replicas share the group"
+    );
+    assert_eq!(spec["podManagementPolicy"], "Parallel");
+    let service = build.of_kind("Service");
+    assert_eq!(spec["serviceName"], service["metadata"]["name"]);
+    assert_eq!(
+        service["spec"]["clusterIP"], "None",
+        "a StatefulSet's service is headless"
+    );
+    let env = env_of(set);
+    assert!(env.contains(&(
+        "RECAST_KAFKA__STATIC_MEMBERSHIP".to_owned(),
+        Value::from("true")
+    )));
+    // The instance id is the pod's name: stable in a StatefulSet.
+    let id = set["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "RECAST_KAFKA__INSTANCE_ID")
+        .expect("an instance id");
+    assert_eq!(id["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+}
+
+#[test]
+fn the_deployment_overlay_has_the_same_pod_without_static_membership() {
+    let build = overlay("deployment");
+    let deployment = build.of_kind("Deployment");
+    check_pod(&build, deployment);
+    check_labels(&build, deployment);
+    assert!(
+        !env_of(deployment)
+            .iter()
+            .any(|(name, _)| name == "RECAST_KAFKA__STATIC_MEMBERSHIP"),
+        "a Deployment's pod names change: static membership would hold partitions for a gone pod"
+    );
+    let stateful = overlay("statefulset");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["securityContext"],
+        stateful.of_kind("StatefulSet")["spec"]["template"]["spec"]["securityContext"]
+    );
+}
+
+/// Lays the generated `ConfigMap`s and a stand-in Secret out as the pod
+/// mounts them, under a temporary /etc/recast, and loads the configuration
+/// with the pod's environment: keys valid, transform and schema paths
+/// right, secrets read from their files.
+#[test]
+fn the_generated_configuration_loads_as_the_pod_mounts_it() {
+    let build = overlay("statefulset");
     let etc = tempfile::tempdir().unwrap();
-    let (config_dir, transforms_dir) = (etc.path().join("config"), etc.path().join("transforms"));
-    std::fs::create_dir_all(&config_dir).unwrap();
-    std::fs::create_dir_all(&transforms_dir).unwrap();
-    std::fs::write(config_dir.join("recast.toml"), text).unwrap();
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("transforms");
-    for entry in std::fs::read_dir(&shipped).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml" || e == "rhai") {
-            std::fs::copy(&path, transforms_dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    let schemas_dir = etc.path().join("schemas");
-    std::fs::create_dir_all(&schemas_dir).unwrap();
-    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    for dir in [schemas.clone(), schemas.join("cart")] {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "avsc") {
-                std::fs::copy(&path, schemas_dir.join(path.file_name().unwrap())).unwrap();
+    let set = build.of_kind("StatefulSet");
+    let pod = &set["spec"]["template"]["spec"];
+    let mounts = pod["containers"][0]["volumeMounts"].as_sequence().unwrap();
+    let volumes = pod["volumes"].as_sequence().unwrap();
+    let mounted = |path: &str| -> PathBuf {
+        etc.path().join(
+            path.strip_prefix("/etc/recast/")
+                .unwrap_or_else(|| panic!("{path}")),
+        )
+    };
+    for mount in mounts {
+        let dir = mounted(mount["mountPath"].as_str().unwrap());
+        std::fs::create_dir_all(&dir).unwrap();
+        let volume = volumes.iter().find(|v| v["name"] == mount["name"]).unwrap();
+        if let Some(name) = volume["configMap"]["name"].as_str() {
+            let map = build
+                .resources
+                .iter()
+                .find(|r| r["kind"] == "ConfigMap" && r["metadata"]["name"] == name)
+                .unwrap();
+            for (key, text) in map["data"].as_mapping().unwrap() {
+                std::fs::write(dir.join(key.as_str().unwrap()), text.as_str().unwrap()).unwrap();
             }
         }
     }
-    let env = [
-        ("RECAST_KAFKA__INSTANCE_ID", "recast-cart-0"),
-        ("RECAST_MAPPING__HASH_KEY", "a-secret-of-at-least-16-bytes"),
-    ]
-    .map(|(k, v)| (k.to_owned(), v.to_owned()));
-    recast::Config::load(Some(&config_dir.join("recast.toml")), env)
-        .expect("the ConfigMap's recast.toml is valid");
+    let mut env = vec![(
+        "RECAST_KAFKA__INSTANCE_ID".to_owned(),
+        "recast-cart-0".to_owned(),
+    )];
+    for (name, value) in env_of(set) {
+        let Some(value) = value.as_str() else {
+            continue;
+        };
+        if name.ends_with("_FILE") {
+            let file = mounted(value);
+            std::fs::write(&file, "a-secret-of-at-least-16-bytes\n").unwrap();
+            env.push((name, file.display().to_string()));
+        } else {
+            env.push((name, value.to_owned()));
+        }
+    }
+    let config = recast::Config::load(Some(&mounted("/etc/recast/config/recast.toml")), env)
+        .expect("the generated recast.toml is valid with the pod's files and environment");
+    let text = config.effective();
+    assert!(text.contains("static_membership = true"), "{text}");
+    assert!(
+        !text.contains("a-secret-of-at-least-16-bytes"),
+        "a secret shown: {text}"
+    );
+}
+
+/// A changed transform is a new `ConfigMap` name in the pod template, which
+/// makes Kubernetes roll the pods; the other maps keep theirs.
+#[test]
+fn a_changed_mapping_rolls_the_pods() {
+    let copy = copy_of_deploy();
+    let build = |root: &Path| {
+        kustomize::build(&root.join("deploy/kubernetes/overlays/statefulset")).unwrap()
+    };
+    let before = build(copy.path());
+    let cart = copy.path().join("transforms/cart.toml");
+    let mut text = std::fs::read_to_string(&cart).unwrap();
+    text.push_str("\n# a changed mapping\n");
+    std::fs::write(&cart, text).unwrap();
+    let after = build(copy.path());
+    let template = |b: &Build| b.of_kind("StatefulSet")["spec"]["template"].clone();
+    assert_ne!(
+        template(&before),
+        template(&after),
+        "the pod template did not change"
+    );
+    assert_ne!(
+        before.generated["recast-cart-transforms"],
+        after.generated["recast-cart-transforms"]
+    );
+    assert_eq!(
+        before.generated["recast-cart-schemas"],
+        after.generated["recast-cart-schemas"]
+    );
+    assert_eq!(
+        before.generated["recast-cart-config"],
+        after.generated["recast-cart-config"]
+    );
+}
+
+/// deploy/kubernetes and what it generates `ConfigMap`s from, copied.
+fn copy_of_deploy() -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for dir in ["deploy/kubernetes", "transforms", "schemas"] {
+        copy_tree(&repo().join(dir), &copy.path().join(dir));
+    }
+    copy
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// schemas/kustomization.yaml lists the files one by one (kustomize has no
+/// globs): a schema added to cart/ and not there would be missing in the
+/// pod.
+#[test]
+fn every_cart_schema_is_in_the_generated_map() {
+    let build = overlay("statefulset");
+    let map = build.config_map("recast-cart-schemas");
+    let mut wanted = vec!["header.avsc".to_owned()];
+    for entry in std::fs::read_dir(repo().join("schemas/cart")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "avsc") {
+            wanted.push(path.file_name().unwrap().to_str().unwrap().to_owned());
+        }
+    }
+    for name in wanted {
+        assert!(
+            map["data"][name.as_str()].is_string(),
+            "{name} is not in recast-cart-schemas"
+        );
+    }
+}
+
+/// With KEDA, the `StatefulSet` scales on recast's own lag metric (measured
+/// against the last stable offset), and the replica count is left to it.
+#[test]
+fn the_autoscaling_component_scales_the_statefulset_on_recast_lag() {
+    // Added to the overlay as its comment says.
+    let copy = copy_of_deploy();
+    let overlay = copy.path().join("deploy/kubernetes/overlays/statefulset");
+    let kustomization = std::fs::read_to_string(overlay.join("kustomization.yaml")).unwrap();
+    let monitoring = "  - ../../components/monitoring\n";
+    assert!(kustomization.contains(monitoring));
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        kustomization.replace(
+            monitoring,
+            &format!("{monitoring}  - ../../components/autoscaling\n"),
+        ),
+    )
+    .unwrap();
+    let build = kustomize::build(&overlay).unwrap();
+    let scaled = build.of_kind("ScaledObject");
+    let set = build.of_kind("StatefulSet");
+    check_labels(&build, set);
+    let target = &scaled["spec"]["scaleTargetRef"];
+    assert_eq!(target["kind"], "StatefulSet");
+    assert_eq!(target["name"], set["metadata"]["name"]);
+    assert!(
+        set["spec"]["replicas"].is_null(),
+        "a re-apply would reset KEDA's replica count"
+    );
+    assert!(
+        scaled["spec"]["minReplicaCount"].as_u64().unwrap() >= 1,
+        "nothing measures lag at zero replicas"
+    );
+    let trigger = &scaled["spec"]["triggers"][0];
+    assert_eq!(trigger["type"], "prometheus");
+    let query = trigger["metadata"]["query"].as_str().unwrap();
+    assert_eq!(metric_names(query), ["recast_consumer_lag"]);
+    let config: toml::Table = build.config_map("recast-cart-config")["data"]["recast.toml"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        query.contains(&format!(
+            "topic=\"{}\"",
+            config["topics"]["legacy"].as_str().unwrap()
+        )),
+        "{query} is not this instance's legacy topic"
+    );
+}
+
+/// The model of kustomize refuses what kustomize refuses, so the builds
+/// above mean something: files from outside a kustomization's directory,
+/// and fields it does not model.
+#[test]
+fn the_kustomize_model_refuses_what_it_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(dir.path().join("outside.toml"), "").unwrap();
+    let write = |text: &str| std::fs::write(base.join("kustomization.yaml"), text).unwrap();
+    write("kind: Kustomization\nconfigMapGenerator: [{name: c, files: [../outside.toml]}]\n");
+    let refused = kustomize::build(&base).unwrap_err();
+    assert!(refused.contains("is not in or below"), "{refused}");
+    write("kind: Kustomization\nnamePrefix: cart-\n");
+    let refused = kustomize::build(&base).unwrap_err();
+    assert!(
+        refused.contains("`namePrefix` is not modelled"),
+        "{refused}"
+    );
 }
 
 /// Every `recast_…` metric an expression names, without histogram suffixes.
@@ -159,9 +473,11 @@ fn the_dashboard_and_alerts_query_exported_metrics() {
         .flat_map(|p| p["targets"].as_array().unwrap().iter())
         .map(|t| t["expr"].as_str().unwrap().to_owned())
         .collect();
-    let alerts: Value =
-        serde_yaml::from_str(&read("deploy/prometheus/recast-alerts.yaml")).unwrap();
-    for rule in alerts["groups"][0]["rules"].as_sequence().unwrap() {
+    let alerts: Value = serde_yaml::from_str(&read(
+        "deploy/kubernetes/components/monitoring/prometheusrule.yaml",
+    ))
+    .unwrap();
+    for rule in alerts["spec"]["groups"][0]["rules"].as_sequence().unwrap() {
         exprs.push(rule["expr"].as_str().unwrap().to_owned());
     }
     assert!(exprs.len() >= 10);
@@ -202,6 +518,15 @@ fn the_dockerfile_follows_the_image_rules() {
             tag != "latest" && tag.chars().any(|c| c.is_ascii_digit()),
             "{base}: not pinned"
         );
+    }
+    // The image speaks every mechanism docs/security.md describes.
+    let builds: Vec<&&str> = instructions
+        .iter()
+        .filter(|l| l.contains("cargo build"))
+        .collect();
+    assert!(!builds.is_empty());
+    for build in builds {
+        assert!(build.contains("--features oidc,kerberos"), "{build}");
     }
     let last_user = instructions
         .iter()

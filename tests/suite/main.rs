@@ -21,4 +21,5 @@ mod redrive;
 mod refused;
 mod registry;
 mod reload;
+mod schemas;
 mod stalls;

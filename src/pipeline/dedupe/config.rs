@@ -10,7 +10,7 @@ use super::KeySource;
 use crate::pipeline::mapping::FieldPath;
 
 /// What identifies a request for the dedupe window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DedupeKeyKind {
     /// The `fields` of the mapped payload, together.
@@ -21,7 +21,7 @@ pub enum DedupeKeyKind {
     Payload,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupeConfig {
     /// `fields`, `record_key` or `payload`.
@@ -41,6 +41,7 @@ pub struct DedupeConfig {
     /// Optionally also bound the window in time, measured on record
     /// timestamps (not the wall clock), so a replay decides the same.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub ttl: Option<Duration>,
 }
 

@@ -148,6 +148,14 @@ pub struct TransformFile {
     pub text: String,
 }
 
+impl TransformFile {
+    /// The JSON Schema of a declarative transform file (`recast transforms
+    /// schema`); Rhai scripts have none.
+    pub fn json_schema() -> Value {
+        crate::json::schema_of::<spec::TransformSpec>("recast declarative transform")
+    }
+}
+
 /// A file that cannot be used (a transform, a golden case file): the
 /// file, the line when known, and the reason.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -13,7 +13,7 @@ use toml::Spanned;
 /// One declarative transform file. Its sections run in this order for
 /// every record: `filter`, `reject`/`require`, `command`, `split`, `event`,
 /// `steps`, then the `types.<EventType>` steps of the record's event type.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TransformSpec {
     /// Records matching any of these are noise: counted as filtered.
@@ -26,6 +26,7 @@ pub(super) struct TransformSpec {
     /// Fields every record must have (present and not null); a record
     /// without one is rejected.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub require: Vec<Spanned<String>>,
     /// Recognising the command and naming the event.
     #[serde(default)]
@@ -38,35 +39,41 @@ pub(super) struct TransformSpec {
     pub event: Option<EventSpec>,
     /// Steps applied to every event, in order.
     #[serde(default)]
+    #[schemars(with = "Vec<StepSpec>")]
     pub steps: Vec<Spanned<StepSpec>>,
     /// Steps applied to events of one type only, after `steps`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, TypeSpec>")]
     pub types: BTreeMap<String, Spanned<TypeSpec>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FilterSpec {
+    #[schemars(with = "ConditionSpec")]
     pub when: Spanned<ConditionSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RejectSpec {
+    #[schemars(with = "ConditionSpec")]
     pub when: Spanned<ConditionSpec>,
     /// Written to the dead-letter record's `recast.reason` header.
     pub reason: String,
 }
 
 /// Exactly one of `field`, `header`, `record_key` says where the command is.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CommandSpec {
     /// A dotted field path of the legacy JSON.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub field: Option<Spanned<String>>,
     /// A record header (its value read as UTF-8).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub header: Option<Spanned<String>>,
     /// The record key.
     #[serde(default)]
@@ -84,7 +91,7 @@ pub(super) struct CommandSpec {
     pub unknown: UnknownCommand,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum UnknownCommand {
     /// To the dead-letter topic, with the reason "unknown command".
@@ -96,42 +103,48 @@ pub(super) enum UnknownCommand {
     Derive,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SplitSpec {
     /// The array to split on; removed from every event.
+    #[schemars(with = "String")]
     pub field: Spanned<String>,
     /// Where each element goes in its event. Without it, object elements
     /// are merged into the top level (their fields win).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub into: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EventSpec {
     /// The field whose value keys the ledger record (string or number).
     /// Without it in any transform, the legacy record key is used.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub key: Option<Spanned<String>>,
     /// The field with the time the fact happened: epoch seconds or
     /// milliseconds, or an RFC 3339 string. Absent: the Kafka timestamp.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub occurred_at: Option<Spanned<String>>,
     /// The field copied into `header.correlation_id`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub correlation_id: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TypeSpec {
     #[serde(default)]
+    #[schemars(with = "Vec<StepSpec>")]
     pub steps: Vec<Spanned<StepSpec>>,
 }
 
 /// One step: exactly one operation, and optionally a condition.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StepSpec {
     /// Apply the step only to events matching this condition.
@@ -152,9 +165,11 @@ pub(super) struct StepSpec {
     pub copy: Option<BTreeMap<String, String>>,
     /// Set fields to constants: `{ "path" = value }`.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub set: Option<BTreeMap<String, toml::Value>>,
     /// Set fields that are missing or null: `{ "path" = value }`.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub default: Option<BTreeMap<String, toml::Value>>,
     /// Convert fields: `{ "path" = "string" | "number" | "integer" | "bool" }`.
     #[serde(default)]
@@ -170,7 +185,7 @@ pub(super) struct StepSpec {
     pub mask: Option<BTreeMap<String, usize>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum CastType {
     String,
@@ -179,7 +194,7 @@ pub(super) enum CastType {
     Bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SplitFieldSpec {
     pub field: String,
@@ -191,7 +206,7 @@ pub(super) struct SplitFieldSpec {
 /// A condition: a subject (`field`, `header` or `record_key`) with one
 /// test (`equals`, `in`, `exists`, `matches`), or a combination (`all`,
 /// `any`, `not`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConditionSpec {
     #[serde(default)]
@@ -201,8 +216,10 @@ pub(super) struct ConditionSpec {
     #[serde(default)]
     pub record_key: bool,
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub equals: Option<toml::Value>,
     #[serde(default, rename = "in")]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
     pub one_of: Option<Vec<toml::Value>>,
     #[serde(default)]
     pub exists: Option<bool>,

@@ -7,6 +7,7 @@
 mod assertions;
 mod broker;
 mod http;
+pub(crate) mod kustomize;
 mod ledger;
 mod scenario;
 mod traffic;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The limits every Rhai transform runs under, per record. A record whose
 /// script exceeds one is rejected to the dead-letter topic, naming it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 // The field names are the configuration keys users write.
 #[allow(clippy::struct_field_names)]
