@@ -583,3 +583,112 @@ fn the_version_names_the_revision() {
         "{text}"
     );
 }
+
+/// deploy/compose, which cannot run here (no Docker engine): pinned images,
+/// dependencies on services that exist and can report health, a single
+/// Kafka node whose transaction log fits on it, and recast's configuration
+/// valid with the files laid out as the volumes mount them.
+#[test]
+fn the_compose_file_is_consistent_and_its_configuration_loads() {
+    let compose: Value = serde_yaml::from_str(&read("deploy/compose/compose.yaml")).unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    // Images built here need no pinning; pulled ones do.
+    let built: Vec<&Value> = services
+        .values()
+        .filter(|s| s["build"].is_mapping())
+        .map(|s| &s["image"])
+        .collect();
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        let image = service["image"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no image"));
+        let (_, tag) = image
+            .rsplit_once(':')
+            .unwrap_or_else(|| panic!("{image}: no tag"));
+        assert!(
+            built.contains(&&service["image"])
+                || (tag != "latest" && tag.chars().any(|c| c.is_ascii_digit())),
+            "{image}: not pinned"
+        );
+        for (needed, condition) in service["depends_on"].as_mapping().into_iter().flatten() {
+            let needed = &compose["services"][needed.as_str().unwrap()];
+            assert!(
+                needed.is_mapping(),
+                "{name} depends on a service that is not there"
+            );
+            if condition["condition"] == "service_healthy" {
+                assert!(
+                    needed["healthcheck"].is_mapping(),
+                    "{name} waits for health never reported"
+                );
+            }
+        }
+    }
+    let kafka = &compose["services"]["kafka"]["environment"];
+    assert_eq!(
+        kafka["KAFKA_PROCESS_ROLES"], "broker,controller",
+        "KRaft, one node"
+    );
+    for key in [
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ] {
+        assert_eq!(
+            kafka[key], "1",
+            "{key}: transactions need it on a single node"
+        );
+    }
+    let recast = &compose["services"]["recast"];
+    assert_eq!(
+        recast["image"], compose["services"]["setup"]["image"],
+        "recast runs the image setup builds"
+    );
+    let etc = tempfile::tempdir().unwrap();
+    for volume in recast["volumes"].as_sequence().unwrap() {
+        let (host, rest) = volume.as_str().unwrap().split_once(':').unwrap();
+        let inside = rest
+            .trim_end_matches(":ro")
+            .strip_prefix("/etc/recast/")
+            .unwrap();
+        let host = repo().join("deploy/compose").join(host);
+        let target = etc.path().join(inside);
+        if host.is_dir() {
+            copy_tree(&host, &target);
+        } else {
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(&host, &target).unwrap();
+        }
+    }
+    let args = texts(&recast["command"]);
+    let config = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
+    let env = recast["environment"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                v.as_str().unwrap().to_owned(),
+            )
+        });
+    let loaded = recast::Config::load(
+        Some(
+            &etc.path()
+                .join(config.strip_prefix("/etc/recast/").unwrap()),
+        ),
+        env,
+    )
+    .expect("compose's recast.toml is valid as mounted");
+    assert_eq!(loaded.raw.kafka.brokers, "kafka:9092");
+    assert!(
+        loaded
+            .raw
+            .registry
+            .as_ref()
+            .unwrap()
+            .url
+            .contains("schema-registry:8081"),
+        "recast uses the compose registry"
+    );
+}

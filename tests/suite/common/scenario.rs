@@ -267,6 +267,34 @@ impl Scenario {
         panic!("{} legacy records refused three times", pending.len());
     }
 
+    /// Writes `lines` (keys and values only) in one transaction, as a legacy
+    /// producer using transactions does: the log then ends with a commit
+    /// marker in every partition written, an offset that holds no record.
+    pub(crate) fn produce_in_a_transaction(&self, lines: &[LegacyLine]) {
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers)
+            .set("transactional.id", unique("legacy-writer"))
+            .set("partitioner", "murmur2_random")
+            .create()
+            .expect("a transactional producer");
+        producer
+            .init_transactions(TIMEOUT)
+            .expect("init transactions");
+        producer.begin_transaction().expect("begin");
+        for line in lines {
+            let mut record = BaseRecord::<str, str>::to(&self.legacy);
+            if let Some(key) = &line.key {
+                record = record.key(key);
+            }
+            if let Some(value) = &line.value {
+                record = record.payload(value);
+            }
+            producer.send(record).map_err(|(e, _)| e).expect("queued");
+        }
+        producer.commit_transaction(TIMEOUT).expect("commit");
+    }
+
     pub(crate) fn ledger(&self) -> TopicLog {
         read_committed(self.brokers, &self.ledger, TIMEOUT).expect("read ledger")
     }
