@@ -1,49 +1,93 @@
 #!/usr/bin/env bash
-# End-to-end throughput of `recast run` against the local broker and an
-# in-memory schema registry, per batch size: loads N generated cart commands
-# into a 4-partition legacy topic and times the worker draining it (release
-# build). Figures in README.md. RECAST_LEDGER__FORMAT=json measures the
-# JSON ledger instead of Avro.
-#   deploy/local/throughput.sh [RECORDS] [BATCH SIZES...]
+# recast end to end against a bare exactly-once pipe (benches/bare_pipe.rs:
+# the same transactions, no transform), in one run, alternating, on the
+# same freshly loaded legacy topic (each run reads it under a group of its
+# own and writes a ledger of its own). Release builds, the local broker and
+# an in-memory schema registry. Per run: wall records/s (from start, group
+# join included, to the last commit), CPU µs per record (user + system of
+# the process, from its rusage), peak RSS; then the medians and recast's
+# ratios to the pipe. Figures in README.md ("Performance").
+#   deploy/local/throughput.sh [RECORDS] [ROUNDS] [BATCH SIZES...]
+# RECAST_DEDUPE__CAPACITY, RECAST_LEDGER__FORMAT=json and any other
+# override apply to recast as usual; RECAST_BIN runs another build of recast
+# (an older commit's), the pipe being the yardstick both are measured by.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-records=${1:-100000}
-shift || true
-sizes=${*:-200 1000 5000 20000}
+records=${1:-500000}
+rounds=${2:-3}
+shift 2 || true
+sizes=${*:-2000 5000}
 port=${PORT:-19093}
 registry_port=${REGISTRY_PORT:-18082}
+idle_ms=1000
 export RECAST_KAFKA__BROKERS="127.0.0.1:$port"
 export RECAST_REGISTRY__URL="http://127.0.0.1:$registry_port"
 
 cargo build --quiet --release --bin recast
-recast=target/release/recast
+recast=${RECAST_BIN:-target/release/recast}
+pipe=$(cargo bench --quiet --no-run --bench bare_pipe --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
 deploy/local/broker.sh start "$port"
 $recast dev-registry --listen "127.0.0.1:$registry_port" >/dev/null &
 registry_pid=$!
-trap 'kill $registry_pid; deploy/local/broker.sh stop "$port"' EXIT
+work=$(mktemp -d)
+trap 'kill $registry_pid; deploy/local/broker.sh stop "$port"; rm -rf "$work"' EXIT
 
-input=$(mktemp)
-python3 - "$records" >"$input" <<'PY'
-import json, sys
-for i in range(int(sys.argv[1])):
-    cart = f"cart-{i % 997}"
-    value = {"command": ["ADD_TO_CART", "AddToCart", "add.to.cart"][i % 3], "requestId": f"r-{i}",
-             "cartId": cart, "customer": {"id": f"c-{i}", "email": f"u{i}@example.com"},
-             "ts": 1764000000000 + i, "sku": f"SKU-{i % 9000}", "qty": 1 + i % 5,
-             "_meta": {"host": f"cart-web-{i % 40}", "thread": f"exec-{i}", "retry": i % 4}}
-    print(json.dumps({"key": cart, "value": json.dumps(value)}))
-PY
+deploy/local/cart-commands.py "$records" >"$work/input.jsonl"
+legacy="bench-legacy-$$"
+export RECAST_TOPICS__LEGACY=$legacy RECAST_TOPICS__LEDGER="bench-ledger-$$-0" RECAST_TOPICS__DEAD_LETTER="bench-dlq-$$"
+$recast create-topics --partitions 4 >/dev/null 2>&1
+$recast load --input "$work/input.jsonl" >/dev/null 2>&1
 
-printf '%-12s %-10s %s\n' max_records seconds records/s
-for size in $sizes; do
-  export RECAST_TOPICS__LEGACY="bench-legacy-$size" RECAST_TOPICS__LEDGER="bench-ledger-$size"
-  export RECAST_TOPICS__DEAD_LETTER="bench-dlq-$size" RECAST_KAFKA__GROUP_ID="bench-$size"
-  $recast create-topics --partitions 4 >/dev/null 2>&1
-  $recast load --input "$input" >/dev/null 2>&1
+run=0
+# One run of `tool` at batch size `size`: appends "tool size wall cpu rss".
+measure() {
+  local tool=$1 size=$2
+  run=$((run + 1))
+  local ledger="bench-ledger-$$-$run" group="bench-$$-$run"
+  RECAST_TOPICS__LEDGER=$ledger $recast create-topics --partitions 4 >/dev/null 2>&1
+  local start end
   start=$(date +%s.%N)
-  RUST_LOG=warn RECAST_BATCH__MAX_RECORDS=$size $recast run --stop-when-idle 1s
+  if [ "$tool" = recast ]; then
+    RUST_LOG=warn RECAST_TOPICS__LEDGER=$ledger RECAST_KAFKA__GROUP_ID=$group \
+      RECAST_KAFKA__INSTANCE_ID=bench RECAST_BATCH__MAX_RECORDS=$size \
+      /usr/bin/time -f "%U %S %M" -o "$work/time" $recast run --stop-when-idle "${idle_ms}ms"
+  else
+    PIPE_BROKERS=$RECAST_KAFKA__BROKERS PIPE_LEGACY=$legacy PIPE_LEDGER=$ledger PIPE_GROUP=$group \
+      PIPE_MAX_RECORDS=$size PIPE_IDLE_MS=$idle_ms \
+      /usr/bin/time -f "%U %S %M" -o "$work/time" "$pipe" >/dev/null
+  fi
   end=$(date +%s.%N)
-  # The idle second is not processing time.
-  python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1])-1; print(f'{sys.argv[3]:<12} {s:<10.2f} {int(int(sys.argv[4])/s)}')" "$start" "$end" "$size" "$records"
+  python3 - "$tool" "$size" "$start" "$end" "$records" "$idle_ms" "$(cat "$work/time")" <<'PY' | tee -a "$work/runs"
+import sys
+tool, size, start, end, records, idle_ms, usage = sys.argv[1:]
+user, system, rss_kb = usage.split()
+wall = float(end) - float(start) - int(idle_ms) / 1000  # the idle wait is not work
+cpu_us = (float(user) + float(system)) * 1e6 / int(records)
+print(f"{tool:<7} {size:>6} {int(records) / wall:>12,.0f} {cpu_us:>10.2f} {int(rss_kb) / 1024:>9.0f}")
+PY
+}
+
+printf '%-7s %6s %12s %10s %9s\n' tool batch records/s cpu_us/rec rss_MB
+for size in $sizes; do
+  for round in $(seq "$rounds"); do
+    # Alternate which goes first: the machine's drift hits both alike.
+    if [ $((round % 2)) = 1 ]; then measure pipe "$size"; measure recast "$size"
+    else measure recast "$size"; measure pipe "$size"; fi
+  done
 done
-rm -f "$input"
+
+echo
+echo "medians, and recast / pipe"
+python3 - "$work/runs" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    tool, size, rate, cpu, rss = line.split()
+    runs[(tool, int(size))].append((float(rate.replace(",", "")), float(cpu), float(rss)))
+print(f"{'batch':>6} {'pipe rec/s':>11} {'recast rec/s':>12} {'wall x':>7} {'pipe µs':>8} {'recast µs':>9} {'cpu x':>6} {'pipe MB':>8} {'recast MB':>9} {'rss x':>6}")
+for size in sorted({s for _, s in runs}):
+    p = [statistics.median(c) for c in zip(*runs[("pipe", size)])]
+    r = [statistics.median(c) for c in zip(*runs[("recast", size)])]
+    print(f"{size:>6} {p[0]:>11,.0f} {r[0]:>12,.0f} {r[0] / p[0]:>7.2f} {p[1]:>8.2f} {r[1]:>9.2f} {r[1] / p[1]:>6.2f} {p[2]:>8.0f} {r[2]:>9.0f} {r[2] / p[2]:>6.2f}")
+PY

@@ -4,7 +4,6 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
 
 /// Epoch numbers below this are seconds, at or above it milliseconds: 10^11
 /// seconds is the year 5138, 10^11 milliseconds is March 1973, so no real
@@ -42,18 +41,70 @@ pub(crate) fn epoch_millis(value: &Value) -> Result<i64, String> {
 /// fractional digits (`2025-11-24T16:00:00.137Z`): one fixed width makes
 /// ledger times sort as strings.
 pub fn format_millis(ms: i64) -> String {
-    let format =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .format(&format)
-        .expect("a UTC time always formats")
+    let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    // Written digit by digit: every event header has one, and the general
+    // formatter cost more than the rest of the header together.
+    let mut out = String::with_capacity(25);
+    let year = time.year();
+    if year < 0 {
+        out.push('-');
+    }
+    let (hour, minute, second, milli) = time.to_hms_milli();
+    push_digits(&mut out, year.unsigned_abs(), 4);
+    out.push('-');
+    push_digits(&mut out, u32::from(u8::from(time.month())), 2);
+    out.push('-');
+    push_digits(&mut out, u32::from(time.day()), 2);
+    out.push('T');
+    push_digits(&mut out, u32::from(hour), 2);
+    out.push(':');
+    push_digits(&mut out, u32::from(minute), 2);
+    out.push(':');
+    push_digits(&mut out, u32::from(second), 2);
+    out.push('.');
+    push_digits(&mut out, u32::from(milli), 3);
+    out.push('Z');
+    out
+}
+
+/// `value` in decimal, zero-padded to `width` digits.
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    let mut divisor = 10_u32.pow(width - 1);
+    while divisor > 0 {
+        out.push(char::from(b'0' + (value / divisor % 10) as u8));
+        divisor /= 10;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The digit-by-digit form is what `time`'s formatter writes, over
+        /// every time it can represent.
+        #[test]
+        fn formats_as_the_general_formatter_does(ms in -377_705_116_800_000_i64..253_402_300_800_000) {
+            let format = time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            );
+            let expected = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .unwrap()
+                .format(&format)
+                .unwrap();
+            prop_assert_eq!(format_millis(ms), expected);
+        }
+    }
+
+    #[test]
+    fn an_unrepresentable_time_is_the_epoch() {
+        assert_eq!(format_millis(i64::MAX), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_millis(1_764_000_000_137), "2025-11-24T16:00:00.137Z");
+    }
 
     #[test]
     fn reads_every_legacy_form() {

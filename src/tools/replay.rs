@@ -12,11 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 
-use serde_json::{Map, Value};
-
 use crate::config::Config;
 use crate::pipeline::record::{LegacyRecord, Position};
 use crate::pipeline::{Counts, RecordOutcome, Stage};
+use crate::tools::leaf_paths;
 use crate::tools::legacy_file::{LineError, read};
 use crate::tools::log_reader::CommittedRecord;
 use crate::tools::offline::Offline;
@@ -175,17 +174,11 @@ impl Summary {
                         self.derived
                             .insert(command.clone(), event.event_type.clone());
                     }
-                    if let Ok(Value::Object(mut value)) = serde_json::from_slice(&event.value)
-                        && let Some(Value::Object(payload)) = value.remove("payload")
-                    {
-                        leaf_paths("", &payload, &mut payload_paths);
-                    }
+                    leaf_paths::collect(&event.value, Some("payload"), &mut payload_paths);
                 }
-                let legacy: Option<Map<String, Value>> =
-                    legacy_value.and_then(|v| serde_json::from_slice(v).ok());
                 let mut legacy_paths = BTreeSet::new();
-                if let Some(legacy) = legacy {
-                    leaf_paths("", &legacy, &mut legacy_paths);
+                if let Some(legacy) = legacy_value {
+                    leaf_paths::collect(legacy, None, &mut legacy_paths);
                 }
                 for path in legacy_paths.difference(&payload_paths) {
                     *self.stripped.entry(path.clone()).or_default() += 1;
@@ -197,23 +190,6 @@ impl Summary {
             }
         }
         Ok(())
-    }
-}
-
-/// The dotted paths of every non-object value under `object`.
-fn leaf_paths(prefix: &str, object: &Map<String, Value>, out: &mut BTreeSet<String>) {
-    for (key, value) in object {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            Value::Object(child) if !child.is_empty() => leaf_paths(&path, child, out),
-            _ => {
-                out.insert(path);
-            }
-        }
     }
 }
 
@@ -251,6 +227,8 @@ impl std::fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::Value;
 
     #[test]
     fn replays_a_small_file_and_sums_it_up() {
