@@ -2,6 +2,7 @@
 //! runs a subcommand, and turns its outcome into an exit code (0 success,
 //! 1 runtime failure, 2 bad configuration or usage).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,8 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use std::io::Write as _;
-
 use clap::{Parser, Subcommand};
 
 use recast::{
