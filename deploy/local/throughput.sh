@@ -26,7 +26,7 @@ export RECAST_REGISTRY__URL="http://127.0.0.1:$registry_port"
 cargo build --quiet --release --bin recast
 recast=${RECAST_BIN:-target/release/recast}
 pipe=$(cargo bench --quiet --no-run --bench bare_pipe --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
+  python3 -c 'import json,sys; print(next(m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "bare_pipe"))')
 deploy/local/broker.sh start "$port"
 $recast dev-registry --listen "127.0.0.1:$registry_port" >/dev/null &
 registry_pid=$!
@@ -55,7 +55,10 @@ measure() {
   else
     PIPE_BROKERS=$RECAST_KAFKA__BROKERS PIPE_LEGACY=$legacy PIPE_LEDGER=$ledger PIPE_GROUP=$group \
       PIPE_MAX_RECORDS=$size PIPE_IDLE_MS=$idle_ms \
-      /usr/bin/time -f "%U %S %M" -o "$work/time" "$pipe" >/dev/null
+      /usr/bin/time -f "%U %S %M" -o "$work/time" "$pipe" >"$work/copied"
+    # A pipe that copied less would flatter it.
+    grep -q "^$records records copied" "$work/copied" ||
+      { echo "the pipe: $(cat "$work/copied"), not $records records" >&2; exit 1; }
   fi
   end=$(date +%s.%N)
   python3 - "$tool" "$size" "$start" "$end" "$records" "$idle_ms" "$(cat "$work/time")" <<'PY' | tee -a "$work/runs"
