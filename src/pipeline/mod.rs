@@ -18,6 +18,7 @@ pub(crate) mod decode;
 pub(crate) mod dedupe;
 pub mod envelope;
 pub(crate) mod event_headers;
+pub(crate) mod field_paths;
 pub(crate) mod mapping;
 mod outcome;
 pub(crate) mod record;
@@ -212,6 +213,7 @@ impl Pipeline {
         };
         let mut events = Vec::with_capacity(bodies.len());
         for (index, (body, dedupe_key)) in bodies.into_iter().zip(keys).enumerate() {
+            trace.note_event_fields(&body.payload);
             let header = header(&body, index, &ctx);
             trace.note(|| Decision::Header {
                 event: index,
@@ -294,6 +296,7 @@ impl Pipeline {
             .decoder
             .decode(record.value)
             .map_err(|e| rejection(Stage::Decode, &e))?;
+        trace.note_record_fields(&object);
         trace.note(|| {
             let bytes = record.value.unwrap_or_default();
             let writer_schema_id = self

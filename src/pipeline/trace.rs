@@ -10,6 +10,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::pipeline::field_paths::FieldPaths;
 use crate::pipeline::record::LegacyRecord;
 
 /// The decisions made for one record.
@@ -18,6 +19,9 @@ pub struct Trace {
     #[serde(skip)]
     on: bool,
     pub decisions: Vec<Decision>,
+    /// The field paths of the records run, when asked for: `recast replay`.
+    #[serde(skip)]
+    field_paths: Option<Box<FieldPaths>>,
 }
 
 impl Trace {
@@ -26,6 +30,16 @@ impl Trace {
         Self {
             on: false,
             decisions: Vec::new(),
+            field_paths: None,
+        }
+    }
+
+    /// A trace that records no decision but notes the field paths of every
+    /// record run with it, to name what reached no event.
+    pub fn field_paths() -> Self {
+        Self {
+            field_paths: Some(Box::default()),
+            ..Self::off()
         }
     }
 
@@ -34,6 +48,7 @@ impl Trace {
         Self {
             on: true,
             decisions: Vec::with_capacity(16),
+            field_paths: None,
         }
     }
 
@@ -48,6 +63,27 @@ impl Trace {
         if self.on {
             self.decisions.push(decision());
         }
+    }
+
+    /// Notes the decoded record's field paths, when asked for.
+    #[inline]
+    pub fn note_record_fields(&mut self, object: &Map<String, Value>) {
+        if let Some(paths) = &mut self.field_paths {
+            paths.note_record(object);
+        }
+    }
+
+    /// Notes an event payload's field paths, when asked for.
+    #[inline]
+    pub fn note_event_fields(&mut self, payload: &Map<String, Value>) {
+        if let Some(paths) = &mut self.field_paths {
+            paths.note_event(payload);
+        }
+    }
+
+    /// The field paths noted, when asked for.
+    pub fn noted_field_paths(&mut self) -> Option<&mut FieldPaths> {
+        self.field_paths.as_deref_mut()
     }
 
     /// The trace of `record` as `recast explain` and the tap write it:

@@ -7,7 +7,6 @@ pub mod explain;
 pub mod golden;
 pub mod infer;
 pub mod inspect;
-mod leaf_paths;
 pub mod legacy_file;
 pub mod load;
 pub mod log_reader;

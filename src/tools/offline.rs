@@ -76,13 +76,18 @@ impl Offline {
 
     /// Runs a record read from a topic, at its own position: each
     /// partition has its own window, in offset order.
-    pub fn run_record(&mut self, record: &LegacyRecord<'_>, recorded_at_ms: i64) -> RecordOutcome {
+    pub fn run_record(
+        &mut self,
+        record: &LegacyRecord<'_>,
+        recorded_at_ms: i64,
+        trace: &mut Trace,
+    ) -> RecordOutcome {
         decide(
             &self.pipeline,
             &mut self.window,
             record,
             recorded_at_ms,
-            &mut Trace::off(),
+            trace,
         )
     }
 }

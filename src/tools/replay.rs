@@ -9,13 +9,13 @@
 //! holding these records. Records read from a topic (`replay_topic`) keep
 //! their positions, each partition with its own window.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
 use crate::config::Config;
 use crate::pipeline::record::{LegacyRecord, Position};
+use crate::pipeline::trace::Trace;
 use crate::pipeline::{Counts, RecordOutcome, Stage};
-use crate::tools::leaf_paths;
 use crate::tools::legacy_file::{LineError, read};
 use crate::tools::log_reader::CommittedRecord;
 use crate::tools::offline::Offline;
@@ -63,16 +63,17 @@ pub fn replay(
 ) -> Result<Summary, ReplayError> {
     let mut offline = Offline::new(config);
     let mut summary = Summary::default();
+    let mut trace = Trace::field_paths();
     for line in read(input) {
         let line = line?;
-        let outcome = offline.run(&line, recorded_at_ms);
-        let value = line.value.as_deref().map(str::as_bytes);
-        summary.add(outcome, value, output)?;
+        let outcome = offline.run_traced(&line, recorded_at_ms, &mut trace);
+        summary.add(outcome, &mut trace, output)?;
         if summary.counts.records.is_multiple_of(PROGRESS_EVERY) {
             progress(summary.counts.records);
         }
     }
     output.flush()?;
+    summary.stripped = stripped(&mut trace);
     Ok(summary)
 }
 
@@ -100,6 +101,7 @@ pub fn replay_topic(
 ) -> Result<Summary, ReplayError> {
     let mut offline = Offline::new(config);
     let mut summary = Summary::default();
+    let mut trace = Trace::field_paths();
     for record in selected(records, range) {
         let topic = &config.raw.topics.legacy;
         let legacy = LegacyRecord {
@@ -117,11 +119,20 @@ pub fn replay_topic(
                 .map(|(name, value)| (name.as_str(), value.as_deref()))
                 .collect(),
         };
-        let outcome = offline.run_record(&legacy, recorded_at_ms);
-        summary.add(outcome, legacy.value, output)?;
+        let outcome = offline.run_record(&legacy, recorded_at_ms, &mut trace);
+        summary.add(outcome, &mut trace, output)?;
     }
     output.flush()?;
+    summary.stripped = stripped(&mut trace);
     Ok(summary)
+}
+
+/// The legacy field paths `trace` counted as stripped.
+fn stripped(trace: &mut Trace) -> BTreeMap<String, u64> {
+    trace
+        .noted_field_paths()
+        .map(|paths| paths.stripped())
+        .unwrap_or_default()
 }
 
 /// The records of `range`, per partition in offset order.
@@ -152,17 +163,21 @@ pub fn selected(records: &[CommittedRecord], range: Range) -> Vec<&CommittedReco
 }
 
 impl Summary {
-    /// Counts one record's outcome and writes its events.
+    /// Counts one record's outcome and writes its events; `trace` noted
+    /// the record's field paths, counted as stripped when events were
+    /// written.
     fn add(
         &mut self,
         outcome: RecordOutcome,
-        legacy_value: Option<&[u8]>,
+        trace: &mut Trace,
         output: &mut impl Write,
     ) -> Result<(), ReplayError> {
         self.counts.count(&outcome);
         match outcome {
             RecordOutcome::Events(events) => {
-                let mut payload_paths = BTreeSet::new();
+                if let Some(paths) = trace.noted_field_paths() {
+                    paths.count_stripped();
+                }
                 for event in &events {
                     output.write_all(b"{\"key\":")?;
                     serde_json::to_writer(&mut *output, &event.key)
@@ -174,14 +189,6 @@ impl Summary {
                         self.derived
                             .insert(command.clone(), event.event_type.clone());
                     }
-                    leaf_paths::collect(&event.value, Some("payload"), &mut payload_paths);
-                }
-                let mut legacy_paths = BTreeSet::new();
-                if let Some(legacy) = legacy_value {
-                    leaf_paths::collect(legacy, None, &mut legacy_paths);
-                }
-                for path in legacy_paths.difference(&payload_paths) {
-                    *self.stripped.entry(path.clone()).or_default() += 1;
                 }
             }
             RecordOutcome::Duplicate { .. } | RecordOutcome::Filtered => {}
