@@ -143,7 +143,7 @@ impl Decoder {
         }
         // serde_json has its own recursion limit (128), but a lower, explicit
         // one keeps later stages' recursive walks cheap and bounded too.
-        if nesting_depth(text.as_bytes()) > self.max_depth {
+        if nests_deeper_than(text.as_bytes(), self.max_depth) {
             return Err(DecodeError::TooDeep {
                 limit: self.max_depth,
             });
@@ -247,8 +247,19 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
+/// Whether JSON text nests brackets deeper than `limit`, ignoring brackets
+/// inside strings. Runs before parsing, so it must not trust the text to
+/// be valid.
+fn nests_deeper_than(text: &[u8], limit: usize) -> bool {
+    // Nesting never exceeds the number of opening brackets. Counting them
+    // is one pass the compiler vectorises, and for a legacy record (a few
+    // nested objects) it settles the question without the exact scan,
+    // which costs a branchy step per byte.
+    let opening = text.iter().filter(|&&b| b == b'{' || b == b'[').count();
+    opening > limit && nesting_depth(text) > limit
+}
+
 /// Deepest bracket nesting of JSON text, ignoring brackets inside strings.
-/// Runs before parsing, so it must not trust the text to be valid.
 fn nesting_depth(text: &[u8]) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let (mut in_string, mut escaped) = (false, false);
@@ -332,6 +343,22 @@ mod tests {
         );
         let quoted = r#"{"a": "[[[[[[[[[[[[\"[[[[[[["}"#;
         assert!(d.decode(Some(quoted.as_bytes())).is_ok());
+    }
+
+    proptest::proptest! {
+        /// The bracket count only ever skips the exact scan when the scan
+        /// would find the text within the limit.
+        #[test]
+        fn the_quick_depth_check_agrees_with_the_exact_scan(
+            text in "[\\[\\]{}\"\\\\a ]{0,40}",
+            limit in 0usize..12,
+        ) {
+            let bytes = text.as_bytes();
+            proptest::prop_assert_eq!(
+                nests_deeper_than(bytes, limit),
+                nesting_depth(bytes) > limit
+            );
+        }
     }
 
     #[test]
