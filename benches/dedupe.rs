@@ -1,6 +1,7 @@
 //! The dedupe window: check+commit and lookup throughput with 1M entries in
-//! one partition's window, and the time to rebuild a 100,000-entry window
-//! from the broker (started like the integration tests' broker).
+//! one partition's window, the memory a full window holds (printed: a
+//! size, not a time), and the time to rebuild a 100,000-entry window from
+//! the broker (started like the integration tests' broker).
 
 // The integration suite's harness: the bench uses its broker, scenarios
 // and traffic, not the rest.
@@ -71,6 +72,44 @@ fn window(c: &mut Criterion) {
     group.finish();
 }
 
+/// Resident memory per key of full windows of 100,000 and 1,000,000
+/// offsets, one key each: what the process gained in resident pages while
+/// filling one (the tables are large enough to be mapped pages of their
+/// own), divided by the keys held.
+fn memory(_: &mut Criterion) {
+    for entries in [100_000, ENTRIES] {
+        let before = resident_bytes();
+        let window = {
+            let mut window = DedupeWindow::new(entries, None);
+            for i in 0..entries {
+                let key = u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                window.record(0, key, i as i64, None);
+            }
+            window.commit();
+            window
+        };
+        let grown = resident_bytes().saturating_sub(before);
+        println!(
+            "dedupe_window/memory_{entries}: {} keys, {:.1} MiB resident, {} bytes per key",
+            window.len(0),
+            grown as f64 / f64::from(1 << 20),
+            grown / window.len(0)
+        );
+        drop(window);
+    }
+}
+
+/// The process's resident set (`/proc/self/statm`, pages of 4 KiB).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
+    pages * 4096
+}
+
 fn restore_from_broker(c: &mut Criterion) {
     const RECORDS: usize = 100_000;
     let s = common::Scenario::new("restore-bench", 1);
@@ -122,5 +161,5 @@ fn restore_from_broker(c: &mut Criterion) {
     bench.finish();
 }
 
-criterion_group!(benches, window, restore_from_broker);
+criterion_group!(benches, memory, window, restore_from_broker);
 criterion_main!(benches);

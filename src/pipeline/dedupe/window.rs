@@ -11,12 +11,34 @@
 //! `capacity` offsets, whatever came before.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use super::{DedupeKey, Memory};
 
-/// Where and when a key was last seen: 16 bytes, so a map entry (key and
-/// value) is 32 bytes, and its place in the eviction queue 32 more.
+/// A key as the window stores it: two words, so that it packs with an
+/// offset into 24 bytes (a `u128` is 16-byte aligned, which pads an
+/// offset beside it to 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoredKey([u64; 2]);
+
+impl From<DedupeKey> for StoredKey {
+    fn from(key: DedupeKey) -> Self {
+        Self([(key >> 64) as u64, key as u64])
+    }
+}
+
+/// Both words, and not the array's length as `[u64; 2]` would hash: the
+/// map's hasher stays the standard keyed one, so a legacy producer that
+/// grinds SHA-256 outputs still cannot aim keys at one bucket.
+impl Hash for StoredKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0[0]);
+        state.write_u64(self.0[1]);
+    }
+}
+
+/// Where and when a key was last seen, in the open transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
     offset: i64,
@@ -53,27 +75,38 @@ pub struct DedupeWindow {
     partitions: HashMap<i32, PartitionWindow>,
 }
 
+/// One partition's window. A committed key costs 24 bytes in `committed`
+/// and 24 in `by_offset`; record times are kept once per offset, and only
+/// with a time-to-live, which is all that reads them.
 #[derive(Debug, Default)]
 struct PartitionWindow {
-    /// Keys of committed transactions, where and when last remembered.
-    committed: HashMap<DedupeKey, Seen>,
+    /// Keys of committed transactions, and the offset each was last
+    /// remembered at.
+    committed: HashMap<StoredKey, i64>,
     /// Every committed remembrance in offset order, for eviction: an entry
     /// whose key was remembered again later is stale and just dropped.
-    by_offset: VecDeque<(i64, DedupeKey)>,
+    by_offset: VecDeque<(i64, StoredKey)>,
+    /// The record time of each committed offset that had one, in offset
+    /// order: kept with a time-to-live only.
+    times: VecDeque<(i64, i64)>,
     /// Keys of the open transaction: they count for duplicates inside it,
     /// and join `committed` only if it commits.
-    staged: HashMap<DedupeKey, Seen>,
+    staged: HashMap<StoredKey, Seen>,
 }
 
 impl PartitionWindow {
     /// Joins the open transaction's keys to the committed ones, then
     /// evicts what no later offset can reach.
-    fn commit(&mut self, capacity: u64) {
-        let mut staged: Vec<(DedupeKey, Seen)> = self.staged.drain().collect();
+    fn commit(&mut self, capacity: u64, keep_times: bool) {
+        let mut staged: Vec<(StoredKey, Seen)> = self.staged.drain().collect();
         staged.sort_unstable_by_key(|(_, seen)| seen.offset);
         for (key, seen) in staged {
-            self.committed.insert(key, seen);
+            self.committed.insert(key, seen.offset);
             self.by_offset.push_back((seen.offset, key));
+            let timed = keep_times && seen.timestamp_ms != NO_TIMESTAMP;
+            if timed && self.times.back().is_none_or(|&(at, _)| at < seen.offset) {
+                self.times.push_back((seen.offset, seen.timestamp_ms));
+            }
         }
         let Some(&(newest, _)) = self.by_offset.back() else {
             return;
@@ -86,14 +119,29 @@ impl PartitionWindow {
                 break;
             }
             self.by_offset.pop_front();
-            if self
-                .committed
-                .get(&key)
-                .is_some_and(|seen| seen.offset == offset)
-            {
+            if self.committed.get(&key) == Some(&offset) {
                 self.committed.remove(&key);
             }
         }
+        while self.times.front().is_some_and(|&(at, _)| at <= horizon) {
+            self.times.pop_front();
+        }
+    }
+
+    /// Where and when `key` was last remembered, staged or committed.
+    fn seen(&self, key: StoredKey) -> Option<Seen> {
+        if let Some(&seen) = self.staged.get(&key) {
+            return Some(seen);
+        }
+        let offset = *self.committed.get(&key)?;
+        let timestamp_ms = self
+            .times
+            .binary_search_by_key(&offset, |&(at, _)| at)
+            .map_or(NO_TIMESTAMP, |i| self.times[i].1);
+        Some(Seen {
+            offset,
+            timestamp_ms,
+        })
     }
 }
 
@@ -117,8 +165,9 @@ impl DedupeWindow {
 
     /// The open transaction committed: its keys join the windows.
     pub fn commit(&mut self) {
+        let keep_times = self.ttl_ms.is_some();
         for window in self.partitions.values_mut() {
-            window.commit(self.capacity);
+            window.commit(self.capacity, keep_times);
         }
     }
 
@@ -161,12 +210,7 @@ impl Memory for DedupeWindow {
         let Some(window) = self.partitions.get(&partition) else {
             return Verdict::New;
         };
-        let previous = window
-            .staged
-            .get(&key)
-            .or_else(|| window.committed.get(&key))
-            .copied();
-        match previous {
+        match window.seen(key.into()) {
             Some(seen) if within(seen, offset, timestamp_ms, self.capacity, self.ttl_ms) => {
                 Verdict::Duplicate {
                     of_offset: seen.offset,
@@ -181,7 +225,7 @@ impl Memory for DedupeWindow {
     fn record(&mut self, partition: i32, key: DedupeKey, offset: i64, timestamp_ms: Option<i64>) {
         self.partition(partition)
             .staged
-            .insert(key, Seen::new(offset, timestamp_ms));
+            .insert(key.into(), Seen::new(offset, timestamp_ms));
     }
 }
 
@@ -209,8 +253,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_entry_is_32_bytes() {
-        assert_eq!(size_of::<DedupeKey>() + size_of::<Seen>(), 32);
+    fn a_committed_key_is_24_bytes_in_the_map_and_24_in_the_queue() {
+        assert_eq!(size_of::<(StoredKey, i64)>(), 24);
+        assert_eq!(size_of::<(i64, StoredKey)>(), 24);
+    }
+
+    #[test]
+    fn a_stored_key_keeps_all_128_bits() {
+        let key: DedupeKey = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        assert_eq!(
+            StoredKey::from(key).0,
+            [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210]
+        );
+        assert_ne!(StoredKey::from(key), StoredKey::from(key ^ 1));
+        assert_ne!(StoredKey::from(key), StoredKey::from(key ^ (1 << 127)));
     }
 
     /// Looks, then remembers: what the pipeline does for a record that lands.
@@ -250,6 +306,40 @@ mod tests {
             Verdict::Duplicate { of_offset: 1 }
         );
         assert_eq!(check(&mut w, 0, 1, 3, Some(120_001)), Verdict::New);
+    }
+
+    #[test]
+    fn the_time_to_live_holds_for_committed_keys_and_their_times_leave_with_them() {
+        let mut w = DedupeWindow::new(3, Some(Duration::from_secs(60)));
+        for (key, offset, ts) in [(1, 1, Some(0)), (2, 2, None), (3, 3, Some(30_000))] {
+            check(&mut w, 0, key, offset, ts);
+            w.commit();
+        }
+        let dup = |of_offset| Verdict::Duplicate { of_offset };
+        assert_eq!(w.verdict(0, 1, 4, Some(60_000)), dup(1));
+        assert_eq!(w.verdict(0, 1, 4, Some(60_001)), Verdict::New);
+        // Without a time on either side, the offsets alone decide.
+        assert_eq!(w.verdict(0, 2, 4, Some(i64::MAX)), dup(2));
+        assert_eq!(w.verdict(0, 3, 4, None), dup(3));
+        assert_eq!(w.verdict(0, 3, 4, Some(90_001)), Verdict::New);
+        check(&mut w, 0, 4, 5, Some(40_000));
+        w.commit();
+        // Offsets 1 and 2 are out of reach: keys and times are gone.
+        assert_eq!(w.len(0), 2);
+        let partition = &w.partitions[&0];
+        assert_eq!(partition.times, VecDeque::from([(3, 30_000), (5, 40_000)]));
+    }
+
+    #[test]
+    fn without_a_time_to_live_no_times_are_kept() {
+        let mut w = DedupeWindow::new(3, None);
+        check(&mut w, 0, 1, 1, Some(0));
+        w.commit();
+        assert!(w.partitions[&0].times.is_empty());
+        assert_eq!(
+            w.verdict(0, 1, 2, Some(i64::MAX)),
+            Verdict::Duplicate { of_offset: 1 }
+        );
     }
 
     #[test]
