@@ -10,7 +10,8 @@
 #   deploy/local/throughput.sh [RECORDS] [ROUNDS] [BATCH SIZES...]
 # RECAST_DEDUPE__CAPACITY, RECAST_LEDGER__FORMAT=json and any other
 # override apply to recast as usual; RECAST_BIN runs another build of recast
-# (an older commit's), the pipe being the yardstick both are measured by.
+# (an older commit's), the pipe being the yardstick both are measured by;
+# PIPE_BIN runs another build of the pipe (an older commit's yardstick).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-500000}
@@ -25,8 +26,8 @@ export RECAST_REGISTRY__URL="http://127.0.0.1:$registry_port"
 
 cargo build --quiet --release --bin recast
 recast=${RECAST_BIN:-target/release/recast}
-pipe=$(cargo bench --quiet --no-run --bench bare_pipe --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys; print(next(m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "bare_pipe"))')
+pipe=${PIPE_BIN:-$(cargo bench --quiet --no-run --bench bare_pipe --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys; print(next(m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "bare_pipe"))')}
 deploy/local/broker.sh start "$port"
 $recast dev-registry --listen "127.0.0.1:$registry_port" >/dev/null &
 registry_pid=$!
