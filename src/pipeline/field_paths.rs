@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 /// The interned paths, the leaves of the record being run, and the count
 /// of records each path was stripped from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FieldPaths {
+pub(crate) struct FieldPaths {
     /// Node 0 is the root, the empty path.
     nodes: Vec<Node>,
     /// The leaves of the record being run, once each.
@@ -82,7 +82,7 @@ impl FieldPaths {
 
     /// Counts the record's legacy leaves that none of its events has: call
     /// once for a record whose events were written.
-    pub fn count_stripped(&mut self) {
+    pub(crate) fn count_stripped(&mut self) {
         for &leaf in &self.legacy {
             let node = &mut self.nodes[leaf as usize];
             if node.in_event != self.record {
@@ -93,7 +93,7 @@ impl FieldPaths {
 
     /// Every path stripped from at least one record, with the number of
     /// records.
-    pub fn stripped(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn stripped(&self) -> BTreeMap<String, u64> {
         (0..self.nodes.len())
             .filter(|&id| self.nodes[id].stripped > 0)
             .map(|id| (self.path(id), self.nodes[id].stripped))

@@ -36,7 +36,7 @@ impl Trace {
 
     /// A trace that records no decision but notes the field paths of every
     /// record run with it, to name what reached no event.
-    pub fn field_paths() -> Self {
+    pub(crate) fn field_paths() -> Self {
         Self {
             field_paths: Some(Box::default()),
             ..Self::off()
@@ -67,7 +67,7 @@ impl Trace {
 
     /// Notes the decoded record's field paths, when asked for.
     #[inline]
-    pub fn note_record_fields(&mut self, object: &Map<String, Value>) {
+    pub(crate) fn note_record_fields(&mut self, object: &Map<String, Value>) {
         if let Some(paths) = &mut self.field_paths {
             paths.note_record(object);
         }
@@ -75,14 +75,14 @@ impl Trace {
 
     /// Notes an event payload's field paths, when asked for.
     #[inline]
-    pub fn note_event_fields(&mut self, payload: &Map<String, Value>) {
+    pub(crate) fn note_event_fields(&mut self, payload: &Map<String, Value>) {
         if let Some(paths) = &mut self.field_paths {
             paths.note_event(payload);
         }
     }
 
     /// The field paths noted, when asked for.
-    pub fn noted_field_paths(&mut self) -> Option<&mut FieldPaths> {
+    pub(crate) fn noted_field_paths(&mut self) -> Option<&mut FieldPaths> {
         self.field_paths.as_deref_mut()
     }
 

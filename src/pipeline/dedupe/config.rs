@@ -33,9 +33,9 @@ pub struct DedupeConfig {
     pub fields: Vec<String>,
     /// How far back the window looks, in records (offsets) of one input
     /// partition. The keys of those records are what is kept in memory
-    /// (one per record, more for records split into several events; 64
-    /// bytes each plus the map's slack), and those records are what is
-    /// re-read to rebuild a partition's window on assignment.
+    /// (one per record, more for records split into several events; about
+    /// 80 bytes each, the tables' slack included), and those records are
+    /// what is re-read to rebuild a partition's window on assignment.
     #[serde(default = "default_capacity")]
     pub capacity: NonZeroU64,
     /// Optionally also bound the window in time, measured on record
