@@ -3,9 +3,9 @@
 //! transaction shape and client settings (same batch size and linger, the
 //! same producer settings, delivery reports served as recast's sink
 //! serves them before the commit, offsets committed in the transaction)
-//! and nothing else: no
-//! decode, mapping, dedupe or encoding. `deploy/local/throughput.sh` runs
-//! it and recast on identical topics and compares their CPU per record.
+//! and nothing else: no decode, mapping, dedupe or encoding.
+//! `deploy/local/throughput.sh` runs it and recast on identical topics and
+//! compares their CPU per record.
 //!
 //! Settings come from the environment, as recast's overrides do:
 //! `PIPE_BROKERS`, `PIPE_LEGACY`, `PIPE_LEDGER`, `PIPE_GROUP`,
