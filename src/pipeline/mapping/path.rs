@@ -173,6 +173,15 @@ fn remove_matching(object: &mut Map<String, Value>, segments: &[Segment]) -> usi
         return removed;
     }
     if rest.is_empty() {
+        // One lookup for a name. For a glob, a read-only scan first: most
+        // objects hold no key it matches, and reading costs less than
+        // `retain`'s removing walk.
+        if let Segment::Exact(name) = first {
+            return usize::from(object.remove(name).is_some());
+        }
+        if !object.keys().any(|key| first.matches(key)) {
+            return 0;
+        }
         let before = object.len();
         object.retain(|key, _| !first.matches(key));
         return before - object.len();
