@@ -9,6 +9,9 @@ pub(super) fn connect_timeout() -> Duration {
 pub(super) fn max_records() -> NonZeroUsize {
     NonZeroUsize::new(5_000).expect("non-zero")
 }
+pub(super) fn threads() -> NonZeroUsize {
+    NonZeroUsize::MIN
+}
 pub(super) fn linger() -> Duration {
     Duration::from_millis(200)
 }

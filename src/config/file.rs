@@ -133,6 +133,11 @@ pub struct BatchConfig {
     #[serde(default = "defaults::transaction_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub transaction_timeout: Duration,
+    /// Threads a batch runs on: 1, the loop's own (the record path, then
+    /// the writes, a chunk of records at a time); 2, the record path on a
+    /// thread of its own, a chunk ahead of the loop's thread writing.
+    #[serde(default = "defaults::threads")]
+    pub threads: NonZeroUsize,
 }
 
 impl Default for BatchConfig {
@@ -141,6 +146,7 @@ impl Default for BatchConfig {
             max_records: defaults::max_records(),
             linger: defaults::linger(),
             transaction_timeout: defaults::transaction_timeout(),
+            threads: defaults::threads(),
         }
     }
 }

@@ -460,6 +460,21 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_runs_on_one_or_two_threads() {
+        let threads = |n: &str| {
+            let env = [("RECAST_BATCH__THREADS".to_owned(), n.to_owned())];
+            Config::load(None, env).map(|c| c.raw.batch.threads.get())
+        };
+        assert_eq!(threads("2").unwrap(), 2);
+        let err = threads("3").unwrap_err().to_string();
+        assert!(
+            err.contains("batch.threads") && err.contains("more than 2"),
+            "{err}"
+        );
+        assert!(threads("0").is_err());
+    }
+
+    #[test]
     fn owned_librdkafka_properties_are_refused() {
         let text = format!(
             "{EMBEDDED_DEFAULT}\n[kafka.properties]\n\"isolation.level\" = \"read_uncommitted\"\n"

@@ -61,25 +61,11 @@ impl RawConfig {
                 "legacy, ledger and dead_letter must be three different topics".into(),
             ));
         }
-        let b = &self.batch;
-        if b.transaction_timeout < Duration::from_secs(1) {
-            problems.push(invalid(
-                "batch.transaction_timeout",
-                "must be at least 1s".into(),
-            ));
-        }
-        // Processing and committing a batch happen after the linger: leave
-        // at least as much time for them as the linger itself.
-        if b.linger.saturating_mul(2) > b.transaction_timeout {
-            problems.push(invalid(
-                "batch.linger",
-                format!(
-                    "{} leaves too little of batch.transaction_timeout ({}) to process and commit; keep it under half",
-                    humantime::format_duration(b.linger),
-                    humantime::format_duration(b.transaction_timeout)
-                ),
-            ));
-        }
+        problems.extend(
+            self.batch_problems()
+                .into_iter()
+                .map(|(key, message)| invalid(key, message)),
+        );
         for key in self.kafka.properties.keys() {
             if OWNED_PROPERTIES.contains(&key.as_str()) {
                 problems.push(invalid(
@@ -122,6 +108,37 @@ impl RawConfig {
             if let Err(message) = FieldPath::parse(path) {
                 problems.push(invalid("dead_letter.protect", message));
             }
+        }
+        problems
+    }
+
+    /// The batch settings' problems, by key.
+    fn batch_problems(&self) -> Vec<(&'static str, String)> {
+        let b = &self.batch;
+        let mut problems = Vec::new();
+        if b.transaction_timeout < Duration::from_secs(1) {
+            problems.push(("batch.transaction_timeout", "must be at least 1s".into()));
+        }
+        // Processing and committing a batch happen after the linger: leave
+        // at least as much time for them as the linger itself.
+        if b.linger.saturating_mul(2) > b.transaction_timeout {
+            problems.push((
+                "batch.linger",
+                format!(
+                    "{} leaves too little of batch.transaction_timeout ({}) to process and commit; keep it under half",
+                    humantime::format_duration(b.linger),
+                    humantime::format_duration(b.transaction_timeout)
+                ),
+            ));
+        }
+        if b.threads.get() > 2 {
+            problems.push((
+                "batch.threads",
+                format!(
+                    "{} is more than 2: a batch runs its record path on one thread, beside or on the loop's own",
+                    b.threads
+                ),
+            ));
         }
         problems
     }

@@ -11,6 +11,7 @@
 //! buffered records of revoked partitions are simply dropped (their new
 //! owner reads them again from the committed offset).
 
+pub(crate) mod decide;
 pub(crate) mod explain;
 pub(crate) mod kafka;
 pub(crate) mod redrive;
@@ -31,19 +32,19 @@ use rdkafka::error::KafkaError;
 
 use crate::config::{Config, LedgerOutput};
 use crate::pipeline::dead_letter::{self, Protected};
-use crate::pipeline::dedupe::{DedupeWindow, Memory};
+use crate::pipeline::dedupe::DedupeWindow;
 use crate::pipeline::event_headers;
 use crate::pipeline::record::{LegacyRecord, Position};
-use crate::pipeline::trace::Trace;
-use crate::pipeline::{Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection, Stage};
+use crate::pipeline::{Counts, Encoding, LedgerEvent, Pipeline, RecordOutcome, Rejection};
 use crate::registry::Registry;
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rejections::{Note, RejectionLog};
 use crate::telemetry::tap::Tap;
+use crate::worker::decide::{CHUNK, Chunk, Decided, Decider, Decision, refused_dead_letter};
 use crate::worker::kafka::{StartupError, check_cluster};
-use crate::worker::redrive::{IndexError, Redrive, RedriveOptions, Redriven};
-use crate::worker::refusals::{Refusal, Refusals, slots};
+use crate::worker::redrive::{IndexError, Redrive, RedriveOptions};
+use crate::worker::refusals::{Refusals, slots};
 use crate::worker::reload::{Prepared, Ready, Reloads};
 use crate::worker::restore::{RestoreError, restore};
 use crate::worker::sink::{SendError, Sink, TxnError, owned_headers};
@@ -763,47 +764,25 @@ impl Worker<'_> {
                 .map_err(TxnError::Registry)?;
         }
         self.sink.begin()?;
-        let recorded_at_ms = now_ms();
-        for (slot, message) in batch.iter().enumerate() {
-            let read = legacy_record(message);
-            let at = (read.position.partition, read.position.offset);
-            let alone = refusals.must_go_alone(at);
-            if alone {
-                self.sink.await_in_flight();
-            }
-            if let Some(refusal) = refusals.confirmed(at) {
-                let rejection = self.refused_rejection(refusal, read.position)?;
-                self.dead_letter(slot, &state.original(&read), &rejection)?;
-                counts.count(&RecordOutcome::Rejected(rejection));
-                self.settle_alone(slot, at, refusals, slots(batch))?;
-                continue;
-            }
-            let mut trace = self.tap.as_ref().map_or(Trace::off(), |tap| tap.trace());
-            match state {
-                State::Legacy(window) => {
-                    let window = window.as_mut().map(|w| w as &mut dyn Memory);
-                    let outcome =
-                        self.pipeline
-                            .run_traced(&read, window, recorded_at_ms, &mut trace);
-                    self.write(slot, &read, &outcome, None)?;
-                    counts.count(&outcome);
-                }
-                State::DeadLetters(redrive) => {
-                    match redrive.decide(&self.pipeline, &read, recorded_at_ms, &mut trace) {
-                        Redriven::Skipped(why) => counts.skip(why),
-                        Redriven::Ran { record, outcome } => {
-                            self.write(slot, &record, &outcome, Some(read.position))?;
-                            counts.count(&outcome);
-                        }
-                    }
-                }
-            }
-            if alone {
-                self.settle_alone(slot, at, refusals, slots(batch))?;
-            }
-            if let Some(tap) = &self.tap {
-                tap.stage(&read, self.pipeline.mapping_version(), trace);
-            }
+        let records: Vec<LegacyRecord<'_>> = batch.iter().map(legacy_record).collect();
+        let known = refusals.clone();
+        let decider = Decider {
+            pipeline: &self.pipeline,
+            tap: self.tap.as_deref(),
+            dead_letter_topic: &self.config.raw.topics.dead_letter,
+            refusals: &known,
+            recorded_at_ms: now_ms(),
+        };
+        if self.config.raw.batch.threads.get() > 1 {
+            decider.decide_aside(&records, state, |chunks| {
+                self.write_chunks(chunks, &records, refusals, batch, counts)
+            })?;
+        } else {
+            let mut chunks = records
+                .chunks(CHUNK)
+                .enumerate()
+                .map(|(number, chunk)| decider.decide_chunk(number * CHUNK, chunk, state));
+            self.write_chunks(&mut chunks, &records, refusals, batch, counts)?;
         }
         let group = self
             .source
@@ -832,6 +811,66 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// Writes the batch's decided chunks as they come; `records` are the
+    /// batch's, as read.
+    fn write_chunks(
+        &self,
+        chunks: &mut dyn Iterator<Item = Chunk<'_>>,
+        records: &[LegacyRecord<'_>],
+        refusals: &mut Refusals,
+        batch: &Batch<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), TxnError> {
+        for chunk in chunks {
+            for decided in chunk? {
+                let read = &records[decided.slot];
+                self.write_decided(decided, read, refusals, batch, counts)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what a decided record came to, and counts it. A record that
+    /// goes alone is sent with nothing else in flight, and settled.
+    fn write_decided(
+        &self,
+        decided: Decided<'_>,
+        read: &LegacyRecord<'_>,
+        refusals: &mut Refusals,
+        batch: &Batch<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), TxnError> {
+        let Decided {
+            slot,
+            alone,
+            decision,
+            trace,
+        } = decided;
+        if alone {
+            self.sink.await_in_flight();
+        }
+        match &decision {
+            Decision::Skip(why) => counts.skip(why),
+            Decision::Write {
+                ran_as,
+                outcome,
+                redriven_from,
+            } => {
+                let record = ran_as.as_ref().unwrap_or(read);
+                self.write(slot, record, outcome, *redriven_from)?;
+                counts.count(outcome);
+            }
+        }
+        if alone {
+            let at = (read.position.partition, read.position.offset);
+            self.settle_alone(slot, at, refusals, slots(batch))?;
+        }
+        if let Some(tap) = &self.tap {
+            tap.stage(read, self.pipeline.mapping_version(), trace);
+        }
+        Ok(())
+    }
+
     /// Waits for what the record in `slot`, sent alone, came to. Refused:
     /// the attempt ends here, and the retry dead-letters it; a refused dead
     /// letter stops the worker.
@@ -851,47 +890,13 @@ impl Worker<'_> {
         };
         let (partition, offset) = at;
         if refusal.topic == self.config.raw.topics.dead_letter {
-            return Err(Self::refused_dead_letter(refusal, partition, offset));
+            return Err(refused_dead_letter(refusal, partition, offset));
         }
         Err(TxnError::Abort(format!(
             "the broker refused the event of partition {partition} offset {offset} \
              for `{}` ({}); the retry dead-letters that record",
             refusal.topic, refusal.reason
         )))
-    }
-
-    /// The rejection of a record the broker refused, as its dead letter
-    /// says it.
-    fn refused_rejection(
-        &self,
-        refusal: &Refusal,
-        position: Position<'_>,
-    ) -> Result<Rejection, TxnError> {
-        if refusal.topic == self.config.raw.topics.dead_letter {
-            return Err(Self::refused_dead_letter(
-                refusal,
-                position.partition,
-                position.offset,
-            ));
-        }
-        Ok(Rejection {
-            stage: Stage::Sink,
-            reason: format!(
-                "the broker refused it for `{}`: {}",
-                refusal.topic, refusal.reason
-            ),
-        })
-    }
-
-    /// A dead letter the broker refused: nothing can take it, so the
-    /// worker stops rather than lose the record.
-    fn refused_dead_letter(refusal: &Refusal, partition: i32, offset: i64) -> TxnError {
-        TxnError::Refused(format!(
-            "the broker refused the dead letter of partition {partition} offset {offset} \
-             for `{}` ({}); the dead-letter topic must take every record recast writes \
-             (check its max.message.bytes, policies and broker-side schema validation)",
-            refusal.topic, refusal.reason
-        ))
     }
 
     /// Writes what a record came to: its events to the ledger, or the
@@ -1075,14 +1080,12 @@ impl State {
         }
     }
 
-    /// The legacy record `read` stands for: itself, or the record a dead
-    /// letter holds (an unreadable one stands for itself).
-    fn original<'a>(&self, read: &LegacyRecord<'a>) -> LegacyRecord<'a> {
+    /// The legacy record `read` stands for when it is not itself: the
+    /// record a dead letter holds (an unreadable one stands for itself).
+    fn original<'a>(&self, read: &LegacyRecord<'a>) -> Option<LegacyRecord<'a>> {
         match self {
-            State::Legacy(_) => read.clone(),
-            State::DeadLetters(_) => {
-                dead_letter::read(read).map_or_else(|_| read.clone(), |d| d.record)
-            }
+            State::Legacy(_) => None,
+            State::DeadLetters(_) => dead_letter::read(read).ok().map(|d| d.record),
         }
     }
 

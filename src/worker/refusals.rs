@@ -39,7 +39,7 @@ pub(crate) fn slots<'b>(batch: &'b Batch<'_>) -> impl Fn(usize) -> Option<At> + 
 }
 
 /// What the failed attempts of the open batches taught.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Refusals {
     suspects: BTreeMap<At, Refusal>,
     confirmed: BTreeMap<At, Refusal>,

@@ -225,6 +225,28 @@ fn an_aborted_transaction_is_invisible_and_its_records_land_once() {
     assert_exactly_once(&s, &expects(&records));
 }
 
+/// `batch.threads = 2`: the record path runs a chunk ahead of the writes,
+/// on its own thread. Retries of a request that straddle chunks, and
+/// aborted transactions whose keys were decided ahead, still land once.
+#[test]
+fn a_batch_decided_on_a_thread_of_its_own_lands_exactly_once() {
+    let s = Scenario::new("threads", 4);
+    let records = generate(4_000, "threads");
+    s.produce(&lines(&records));
+    // Batches of two chunks: the writing takes one while the next is
+    // decided.
+    let config = s.config(&[
+        ("batch.threads", "2"),
+        ("batch.max_records", "400"),
+        ("chaos.abort_transactions", "[2, 5]"),
+    ]);
+    s.run_until_drained(&config, "w1", 4);
+    let log = s.worker_log("w1");
+    assert_eq!(log.matches("aborting transaction").count(), 2, "{log}");
+    assert_exactly_once(&s, &expects(&records));
+    assert_eq!(s.committed_offsets(4), s.legacy_end_offsets());
+}
+
 /// A producer that fails fatally without being fenced is replaced in the
 /// process. Before the commit, the new producer's initialisation aborts the
 /// open transaction and the batch is written again; after the commit, the

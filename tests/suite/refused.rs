@@ -35,6 +35,18 @@ fn schemas_dir() -> std::path::PathBuf {
 
 #[test]
 fn a_record_the_broker_refuses_is_dead_lettered_and_its_partitions_go_on() {
+    refused_records_are_dead_lettered(1);
+}
+
+/// The same with the record path on its own thread (`batch.threads`): a
+/// refusal learned while writing a chunk is learned before the retry
+/// decides anything.
+#[test]
+fn refused_records_are_dead_lettered_with_the_batch_decided_on_its_own_thread() {
+    refused_records_are_dead_lettered(2);
+}
+
+fn refused_records_are_dead_lettered(threads: usize) {
     let schemas = schemas_dir();
     let brokers = validating_broker(&schemas);
     let s = Scenario::on(brokers, "refused", 2);
@@ -70,7 +82,12 @@ fn a_record_the_broker_refuses_is_dead_lettered_and_its_partitions_go_on() {
         }
     }
     s.produce(&lines(&traffic));
-    let config = s.config(&[("ledger.format", "\"json\""), ("batch.max_records", "40")]);
+    let threads = threads.to_string();
+    let config = s.config(&[
+        ("ledger.format", "\"json\""),
+        ("batch.max_records", "40"),
+        ("batch.threads", &threads),
+    ]);
     let log = s.run_until_drained(&config, "a", 2);
 
     let expected: Vec<Expect> = traffic.into_iter().map(|(_, e)| e).collect();
