@@ -33,6 +33,15 @@ pub(super) fn words(command: &str) -> Vec<String> {
 /// (Splitting into words only cuts at separators and case changes, so this
 /// is the letters and digits, lower-cased, without building the words.)
 pub(crate) fn normalise(command: &str) -> String {
+    // Commands are nearly always ASCII, where a byte is a character and
+    // lower-casing one needs no Unicode tables.
+    if command.is_ascii() {
+        return command
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| char::from(b.to_ascii_lowercase()))
+            .collect();
+    }
     command
         .chars()
         .filter(|c| c.is_alphanumeric())
@@ -158,6 +167,19 @@ fn pascal(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The ASCII path spells every command as the general one does.
+        #[test]
+        fn the_ascii_path_normalises_as_the_general_one(command in "[ -~]{0,24}") {
+            let general: String = command
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect();
+            proptest::prop_assert_eq!(normalise(&command), general);
+        }
+    }
 
     #[test]
     fn every_spelling_normalises_alike() {
