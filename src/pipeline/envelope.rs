@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::avro::{EventSchema, FitError, write_bytes, write_frame, write_long};
+use crate::pipeline::digits::Decimal;
 use crate::pipeline::mapping::EventBody;
 use crate::pipeline::record::Position;
 use crate::pipeline::timestamp::format_millis;
@@ -26,31 +27,12 @@ pub fn event_id(position: Position<'_>, index: usize) -> Uuid {
     let mut name = Vec::with_capacity(position.topic.len() + 3 * 20 + 3);
     name.extend_from_slice(position.topic.as_bytes());
     name.push(b'/');
-    push_decimal(&mut name, i64::from(position.partition));
+    name.extend_from_slice(Decimal::new(i64::from(position.partition)).as_bytes());
     name.push(b'/');
-    push_decimal(&mut name, position.offset);
+    name.extend_from_slice(Decimal::new(position.offset).as_bytes());
     name.push(b'/');
-    push_decimal(&mut name, index as i64);
+    name.extend_from_slice(Decimal::new(index as i64).as_bytes());
     Uuid::new_v5(&EVENT_ID_NAMESPACE, &name)
-}
-
-/// Appends `value` in decimal, as `Display` writes it.
-fn push_decimal(out: &mut Vec<u8>, value: i64) {
-    if value < 0 {
-        out.push(b'-');
-    }
-    let mut magnitude = value.unsigned_abs();
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (magnitude % 10) as u8;
-        magnitude /= 10;
-        if magnitude == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
 }
 
 /// The common header of every ledger event (`schemas/header.avsc`).

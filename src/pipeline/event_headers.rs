@@ -9,6 +9,7 @@
 
 use crate::pipeline::LedgerEvent;
 use crate::pipeline::dead_letter::{SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC};
+use crate::pipeline::digits::{Decimal, hex128};
 use crate::pipeline::record::{Header, Position};
 
 /// The event's dedupe key, 32 hex digits, when `[dedupe]` gave it one.
@@ -18,23 +19,46 @@ pub(crate) const DEDUPE_KEY: &str = "recast.dedupe.key";
 pub(crate) const REDRIVEN_FROM: &str = "recast.redrive.from";
 
 /// The headers of an event of the legacy record at `source`.
-pub(crate) fn headers(
-    source: Position<'_>,
+pub(crate) fn headers<'a>(
+    source: Position<'a>,
     event: &LedgerEvent,
     redriven_from: Option<Position<'_>>,
-) -> Vec<(&'static str, String)> {
-    let mut headers = vec![
-        (SOURCE_TOPIC, source.topic.to_owned()),
-        (SOURCE_PARTITION, source.partition.to_string()),
-        (SOURCE_OFFSET, source.offset.to_string()),
-    ];
-    if let Some(key) = event.dedupe_key {
-        headers.push((DEDUPE_KEY, format!("{key:032x}")));
+) -> EventHeaders<'a> {
+    EventHeaders {
+        topic: source.topic,
+        partition: Decimal::new(i64::from(source.partition)),
+        offset: Decimal::new(source.offset),
+        dedupe_key: event.dedupe_key.map(hex128),
+        redriven_from: redriven_from.map(|dead_letter| dead_letter.to_string()),
     }
-    if let Some(dead_letter) = redriven_from {
-        headers.push((REDRIVEN_FROM, dead_letter.to_string()));
+}
+
+/// An event's headers, their numbers written into buffers of their own:
+/// an event written by `recast run` costs no allocation for them.
+#[derive(Debug)]
+pub(crate) struct EventHeaders<'a> {
+    topic: &'a str,
+    partition: Decimal,
+    offset: Decimal,
+    dedupe_key: Option<[u8; 32]>,
+    redriven_from: Option<String>,
+}
+
+impl EventHeaders<'_> {
+    /// Names and values, in the order they are written.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+        [
+            Some((SOURCE_TOPIC, self.topic.as_bytes())),
+            Some((SOURCE_PARTITION, self.partition.as_bytes())),
+            Some((SOURCE_OFFSET, self.offset.as_bytes())),
+            self.dedupe_key.as_ref().map(|hex| (DEDUPE_KEY, &hex[..])),
+            self.redriven_from
+                .as_deref()
+                .map(|at| (REDRIVEN_FROM, at.as_bytes())),
+        ]
+        .into_iter()
+        .flatten()
     }
-    headers
 }
 
 /// Where a ledger event came from, read from its headers.
@@ -108,10 +132,7 @@ mod tests {
             dedupe_key: Some(0xfeed_0000_0000_0000_0000_0000_0000_0001),
         };
         let written = headers(source, &event, Some(dead_letter));
-        let read: Vec<Header<'_>> = written
-            .iter()
-            .map(|(n, v)| (*n, Some(v.as_bytes())))
-            .collect();
+        let read: Vec<Header<'_>> = written.pairs().map(|(n, v)| (n, Some(v))).collect();
         assert_eq!(
             origin(&read),
             Some(EventOrigin {
@@ -120,7 +141,7 @@ mod tests {
                 redriven_from: Some((1, 7)),
             })
         );
-        assert_eq!(written[3].1, "feed0000000000000000000000000001");
+        assert_eq!(read[3].1, Some(&b"feed0000000000000000000000000001"[..]));
     }
 
     #[test]

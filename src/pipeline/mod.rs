@@ -16,6 +16,7 @@
 pub(crate) mod dead_letter;
 pub(crate) mod decode;
 pub(crate) mod dedupe;
+pub(crate) mod digits;
 pub mod envelope;
 pub(crate) mod event_headers;
 pub(crate) mod field_paths;

@@ -939,7 +939,7 @@ impl Worker<'_> {
                     &self.config.raw.topics.ledger,
                     Some(event.key.as_bytes()),
                     Some(&event.value),
-                    owned_headers(headers.iter().map(|(k, v)| (*k, Some(v.as_bytes())))),
+                    owned_headers(headers.pairs().map(|(k, v)| (k, Some(v)))),
                 )
                 .map_err(|e| match e {
                     // Sizes were checked against limits.max_output_bytes,
