@@ -18,6 +18,7 @@
 //! | event headers | `pipeline/event_headers.rs` | where each ledger event came from, as Kafka headers |
 //! | sink | `worker/sink.rs` | the transactional producer |
 //! | the transaction loop | `worker/mod.rs` | poll, run, produce, send offsets, commit |
+//! | deciding a batch | `worker/decide.rs` | runs a batch's records a chunk at a time ahead of their writes, on the loop's thread or its own (`batch.threads`) |
 //! | window restore | `worker/restore.rs` | re-runs a partition's last records to rebuild its window |
 //! | mapping reload | `worker/reload.rs` | re-reads and checks a mapping off the record path; the loop swaps it in |
 //! | re-drive | `worker/redrive/` | the loop over the dead-letter topic: which dead letters to run, the ledger's index |

@@ -8,7 +8,8 @@ import csv
 import sys
 
 rows = [r for r in csv.DictReader(line for line in open(sys.argv[1]) if not line.startswith("#"))]
-width, height, left, bottom, top = 640, 300, 60, 50, 40
+# Room for each group's two label lines ("2 threads, 5,000 per txn").
+width, height, left, bottom, top = max(640, 80 + 150 * len(rows)), 300, 60, 50, 40
 scale_max = max(max(float(r["pipe_us"]), float(r["recast_us"])) for r in rows) * 1.15
 plot_h = height - bottom - top
 group_w = (width - left - 20) / len(rows)
@@ -44,9 +45,9 @@ for i, r in enumerate(rows):
     label_x = x0 + bar_w + 2
     out.append(
         f'<text x="{label_x:.1f}" y="{height - bottom + 18}" text-anchor="middle">'
-        f'{r["build"]}, {int(r["batch"]):,} per txn</text>'
+        f'{r["build"]}, {int(r["batch"]):,}/txn</text>'
     )
-    out.append(f'<text x="{label_x:.1f}" y="{height - bottom + 34}" text-anchor="middle">recast = {ratio:.2f}× pipe</text>')
+    out.append(f'<text x="{label_x:.1f}" y="{height - bottom + 34}" text-anchor="middle">{ratio:.2f}× pipe</text>')
 for k, tool in enumerate(("pipe", "recast")):
     lx = width - 170 + k * 80
     out.append(f'<rect x="{lx}" y="10" width="12" height="12" fill="{colours[tool]}"/>')
