@@ -396,6 +396,13 @@ impl Sink {
         }
         match (&error, class(&error)) {
             (KafkaError::Transaction(e), Class::Fatal) => fatal(e.code(), e.to_string()),
+            // The client library may report a fencing as abortable (on the
+            // offsets call, before it raises it as fatal): another
+            // instance took over all the same, and an abort would only
+            // wait out its timeout.
+            (KafkaError::Transaction(e), _) if is_fencing(e.code()) => {
+                fatal(e.code(), e.to_string())
+            }
             _ => TxnError::Abortable { what, error },
         }
     }
