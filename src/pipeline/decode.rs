@@ -16,7 +16,10 @@
 //! format (magic byte 0, which no JSON text starts with) is Avro: decoded
 //! with its writer schema from the registry.
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::avro::{WriterSchemas, split_frame};
@@ -121,6 +124,19 @@ impl Decoder {
 
     /// Decodes one legacy value into a JSON object.
     pub fn decode(&self, value: Option<&[u8]>) -> Result<Map<String, Value>, DecodeError> {
+        self.decode_without(value, &[])
+    }
+
+    /// [`Decoder::decode`], leaving the top-level fields named in `unread`
+    /// out of the object: the mapping drops them before anything reads
+    /// them, so building them would be wasted work. They are still read as
+    /// strictly as the rest (the same value is rejected, with the same
+    /// reason), and a JSON value in the Avro wire format keeps them.
+    pub fn decode_without(
+        &self,
+        value: Option<&[u8]>,
+        unread: &[String],
+    ) -> Result<Map<String, Value>, DecodeError> {
         let bytes = value.ok_or(DecodeError::Missing)?;
         if bytes.len() > self.max_value_bytes {
             return Err(DecodeError::Oversized {
@@ -148,9 +164,18 @@ impl Decoder {
                 limit: self.max_depth,
             });
         }
-        let parsed = match self.duplicate_keys {
-            DuplicateKeys::Reject => serde_json::from_str(text).map(|Strict(value)| value),
-            DuplicateKeys::LastWins => serde_json::from_str(text),
+        let parsed = match (self.duplicate_keys, unread) {
+            (DuplicateKeys::Reject, []) => serde_json::from_str(text).map(|Strict(value)| value),
+            (DuplicateKeys::LastWins, []) => serde_json::from_str(text),
+            (duplicate_keys, unread) => {
+                let mut parser = serde_json::Deserializer::from_str(text);
+                TopLevel {
+                    unread,
+                    duplicate_keys,
+                }
+                .deserialize(&mut parser)
+                .and_then(|value| parser.end().map(|()| value))
+            }
         };
         match parsed {
             Ok(Value::Object(map)) => Ok(map),
@@ -231,12 +256,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         while let Some(key) = map.next_key::<String>()? {
             // One search of the map per key: the slot found is the one filled.
             match object.entry(key) {
-                serde_json::map::Entry::Occupied(taken) => {
-                    return Err(de::Error::custom(format!(
-                        "duplicate key `{}` (source.duplicate_keys = \"reject\")",
-                        taken.key()
-                    )));
-                }
+                serde_json::map::Entry::Occupied(taken) => return Err(duplicate_key(taken.key())),
                 serde_json::map::Entry::Vacant(slot) => {
                     let Strict(value) = map.next_value()?;
                     slot.insert(value);
@@ -247,16 +267,221 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
+/// The top level of a value decoded without its `unread` fields: an
+/// object is built as [`Strict`] (or, with `last_wins`, as `Value`) builds
+/// it, but the value of an unread field is only checked as [`Unread`].
+struct TopLevel<'u> {
+    unread: &'u [String],
+    duplicate_keys: DuplicateKeys,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    // Anything but an object is rejected by the caller; only its kind is
+    // needed for the reason.
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        match self.duplicate_keys {
+            DuplicateKeys::Reject => StrictVisitor.visit_seq(seq),
+            DuplicateKeys::LastWins => {
+                Value::deserialize(de::value::SeqAccessDeserializer::new(seq))
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let reject = self.duplicate_keys == DuplicateKeys::Reject;
+        let mut object = Map::new();
+        // Which unread fields were met, a bit each, to reject one given
+        // twice. Names past the 64th are simply built and dropped later.
+        let mut met = 0u64;
+        while let Some(Key(key)) = map.next_key()? {
+            if let Some(at) = self.unread.iter().take(64).position(|name| *name == key) {
+                let bit = 1 << at;
+                if reject && met & bit != 0 {
+                    return Err(duplicate_key(&key));
+                }
+                met |= bit;
+                map.next_value_seed(Unread { reject })?;
+                continue;
+            }
+            if !reject {
+                object.insert(key.into_owned(), map.next_value()?);
+                continue;
+            }
+            match object.entry(key.into_owned()) {
+                serde_json::map::Entry::Occupied(taken) => return Err(duplicate_key(taken.key())),
+                serde_json::map::Entry::Vacant(slot) => {
+                    let Strict(value) = map.next_value()?;
+                    slot.insert(value);
+                }
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// A value read for its validity only: every string, number and key is
+/// parsed as when kept (the parser does that before any visitor sees it),
+/// and with `reject`, an object with a key twice is rejected as [`Strict`]
+/// rejects it; nothing is built, and no text is copied unless escaped.
+#[derive(Clone, Copy)]
+struct Unread {
+    reject: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Unread {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Unread {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // A set, not a list: an object of many keys must not cost a
+        // comparison of every pair.
+        let mut keys = BTreeSet::new();
+        while let Some(Key(key)) = map.next_key()? {
+            if self.reject && keys.contains(&key) {
+                return Err(duplicate_key(&key));
+            }
+            map.next_value_seed(self)?;
+            if self.reject {
+                keys.insert(key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the text unless it had escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor).map(Key)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+fn duplicate_key<E: de::Error>(key: &str) -> E {
+    E::custom(format!(
+        "duplicate key `{key}` (source.duplicate_keys = \"reject\")"
+    ))
+}
+
 /// Whether JSON text nests brackets deeper than `limit`, ignoring brackets
 /// inside strings. Runs before parsing, so it must not trust the text to
 /// be valid.
 fn nests_deeper_than(text: &[u8], limit: usize) -> bool {
-    // Nesting never exceeds the number of opening brackets. Counting them
-    // is one pass the compiler vectorises, and for a legacy record (a few
-    // nested objects) it settles the question without the exact scan,
-    // which costs a branchy step per byte.
-    let opening = text.iter().filter(|&&b| b == b'{' || b == b'[').count();
-    opening > limit && nesting_depth(text) > limit
+    // Nesting never exceeds the number of opening brackets, and for a
+    // legacy record (a few nested objects) counting them settles the
+    // question without the exact scan, which costs a branchy step per byte.
+    opening_brackets(text) > limit && nesting_depth(text) > limit
+}
+
+/// How many `{` and `[` bytes `text` holds. Summed into a byte-wide counter
+/// per block of 255 bytes, which cannot overflow: that loop compiles to
+/// vector compares, where counting into a `usize` stayed a step per byte.
+fn opening_brackets(text: &[u8]) -> usize {
+    text.chunks(usize::from(u8::MAX))
+        .map(|block| {
+            let count = block
+                .iter()
+                .fold(0u8, |n, &b| n + u8::from(b == b'{' || b == b'['));
+            usize::from(count)
+        })
+        .sum()
 }
 
 /// Deepest bracket nesting of JSON text, ignoring brackets inside strings.
@@ -288,6 +513,8 @@ fn nesting_depth(text: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn decoder() -> Decoder {
@@ -358,6 +585,101 @@ mod tests {
                 nests_deeper_than(bytes, limit),
                 nesting_depth(bytes) > limit
             );
+        }
+
+        /// The block-wise count is the plain count, across block edges too.
+        #[test]
+        fn opening_brackets_are_counted_exactly(
+            text in proptest::collection::vec(proptest::sample::select(b"{[a]}".to_vec()), 0..1200),
+        ) {
+            let plain = text.iter().filter(|&&b| b == b'{' || b == b'[').count();
+            proptest::prop_assert_eq!(opening_brackets(&text), plain);
+        }
+    }
+
+    /// A JSON object of these fields, in order.
+    fn object(fields: &[(String, String)]) -> String {
+        let fields: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!(r#""{k}":{v}"#))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    }
+
+    /// JSON-like text: objects whose few keys repeat, escapes (a lone
+    /// surrogate among them), numbers past `u64` and `f64`, and now and
+    /// then a broken byte or a cut-off end.
+    fn json_text() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("a".to_owned()),
+            Just("b".to_owned()),
+            Just("c".to_owned()),
+            Just("\\u0061".to_owned()),
+            Just("\\ud800".to_owned()),
+        ];
+        let leaf = prop_oneof![
+            Just("1".to_owned()),
+            Just("-2.5e3".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            Just("1e400".to_owned()),
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just(r#""text""#.to_owned()),
+            Just(r#""esc\"aped \u00e9""#.to_owned()),
+            Just(r#""\udc00""#.to_owned()),
+        ];
+        let nested_key = key.clone();
+        let value = leaf.prop_recursive(3, 24, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec((nested_key.clone(), inner), 0..4)
+                    .prop_map(|fields| object(&fields)),
+            ]
+        });
+        // Mostly objects at the top, where fields are left out.
+        let top = prop_oneof![
+            1 => value.clone(),
+            6 => proptest::collection::vec((key, value), 0..5).prop_map(|fields| object(&fields)),
+        ];
+        (top, 0..8u8, any::<proptest::sample::Index>(), any::<char>()).prop_map(
+            |(text, damage, at, c)| {
+                let at = (0..=text.len())
+                    .filter(|&i| text.is_char_boundary(i))
+                    .nth(at.index(text.len() + 1) % (text.len() + 1))
+                    .unwrap_or(0);
+                match damage {
+                    0 => text[..at].to_owned(),
+                    1 => format!("{}{c}{}", &text[..at], &text[at..]),
+                    _ => text,
+                }
+            },
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// Leaving fields out changes nothing but their absence: the same
+        /// values decode, less those top-level fields, and the same values
+        /// are rejected with the same reason, in both duplicate-key modes.
+        #[test]
+        fn decoding_without_fields_is_decoding_then_removing_them(
+            text in json_text(),
+            unread in proptest::sample::subsequence(vec!["a".to_owned(), "b".to_owned()], 0..=2),
+            last_wins in proptest::bool::ANY,
+        ) {
+            let decoder = Decoder::new(1 << 16, 16).with_duplicate_keys(if last_wins {
+                DuplicateKeys::LastWins
+            } else {
+                DuplicateKeys::Reject
+            });
+            let whole = decoder.decode(Some(text.as_bytes())).map(|mut object| {
+                for name in &unread {
+                    object.remove(name);
+                }
+                object
+            });
+            proptest::prop_assert_eq!(decoder.decode_without(Some(text.as_bytes()), &unread), whole);
         }
     }
 

@@ -71,11 +71,15 @@ pub struct Stages {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     stages: Stages,
+    /// Top-level fields the mapping drops unread: decoding leaves them
+    /// out, unless a trace wants the whole record.
+    unread: Vec<String>,
 }
 
 impl Pipeline {
     pub fn new(stages: Stages) -> Self {
-        Self { stages }
+        let unread = stages.mapping.fields_dropped_unread();
+        Self { stages, unread }
     }
 
     /// The writer schemas Avro legacy values are decoded with, when they
@@ -292,10 +296,15 @@ impl Pipeline {
         record: &LegacyRecord<'_>,
         trace: &mut Trace,
     ) -> Result<Option<Vec<EventBody>>, Rejection> {
+        let unread: &[String] = if trace.reads_whole_record() {
+            &[]
+        } else {
+            &self.unread
+        };
         let object = self
             .stages
             .decoder
-            .decode(record.value)
+            .decode_without(record.value, unread)
             .map_err(|e| rejection(Stage::Decode, &e))?;
         trace.note_record_fields(&object);
         trace.note(|| {
@@ -463,6 +472,41 @@ mod tests {
         assert_eq!(json["header"]["occurred_at"], "2025-11-24T16:00:00.137Z");
         assert_eq!(json["payload"]["qty"], 2);
         assert!(json["payload"].get("_meta").is_none());
+    }
+
+    /// The worker decodes without the fields the mapping drops unread; a
+    /// trace reads the whole record. Both decide every record alike.
+    #[test]
+    fn a_record_comes_to_the_same_outcome_decoded_with_or_without_its_dropped_fields() {
+        let p = pipeline();
+        assert_eq!(p.unread, ["_meta", "debug_trace"]);
+        let sample =
+            crate::tools::legacy_file::parse(include_str!("../../tests/data/legacy-cart.jsonl"))
+                .unwrap();
+        let crafted = [
+            r#"{"command":"CHECKOUT","cartId":"c","customer":{"id":"c"},"ts":1,"_meta":{"a":1,"a":2}}"#,
+            r#"{"command":"CHECKOUT","cartId":"c","customer":{"id":"c"},"ts":1,"_meta":1,"_meta":2}"#,
+            r#"{"command":"CHECKOUT","cartId":"c","customer":{"id":"c"},"ts":1,"_meta":["\ud800"]}"#,
+            r#"{"command":"CHECKOUT","cartId":"c","customer":{"id":"c"},"ts":1,"_meta":{"#,
+            r#"{"command":"CHECKOUT","cartId":"c","customer":{"id":"c"},"ts":1,"debug_trace":"x"}"#,
+        ];
+        let values = sample
+            .iter()
+            .filter_map(|line| line.value.clone())
+            .chain(crafted.map(str::to_owned));
+        let mut rejected = 0;
+        for value in values {
+            let untraced = p.run(&record(value.as_bytes()), None, 1_800_000_000_000);
+            let traced = p.run_traced(
+                &record(value.as_bytes()),
+                None,
+                1_800_000_000_000,
+                &mut Trace::on(),
+            );
+            assert_eq!(untraced, traced, "{value}");
+            rejected += usize::from(matches!(untraced, RecordOutcome::Rejected(_)));
+        }
+        assert!(rejected >= 4, "the crafted records are rejected");
     }
 
     #[test]

@@ -57,6 +57,13 @@ impl Trace {
         self.on
     }
 
+    /// Whether this trace reads the decoded record as it came: a record's
+    /// explanation and its field paths name fields the mapping drops.
+    #[inline]
+    pub(crate) fn reads_whole_record(&self) -> bool {
+        self.on || self.field_paths.is_some()
+    }
+
     /// Records the decision `decision` builds, when on.
     #[inline]
     pub fn note(&mut self, decision: impl FnOnce() -> Decision) {

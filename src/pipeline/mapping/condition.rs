@@ -131,6 +131,20 @@ impl Condition {
     }
 
     /// Whether the condition holds for an event being built from `record`.
+    /// The fields this condition reads, pushed onto `read`.
+    pub(super) fn fields<'a>(&'a self, read: &mut Vec<&'a FieldPath>) {
+        match self {
+            Condition::All(parts) | Condition::Any(parts) => {
+                for part in parts {
+                    part.fields(read);
+                }
+            }
+            Condition::Not(inner) => inner.fields(read),
+            Condition::Test(Subject::Field(path), _) => read.push(path),
+            Condition::Test(Subject::Header(_) | Subject::RecordKey, _) => {}
+        }
+    }
+
     pub(super) fn holds(&self, draft: &Draft, record: &LegacyRecord<'_>) -> bool {
         match self {
             Condition::All(parts) => parts.iter().all(|c| c.holds(draft, record)),

@@ -280,6 +280,15 @@ impl Mapping {
             .collect()
     }
 
+    /// Top-level fields the chain drops before reading them: the first
+    /// transform's, when it is declarative. A script may read anything.
+    pub fn fields_dropped_unread(&self) -> Vec<String> {
+        match self.links.first() {
+            Some(Link::Declarative(transform)) => transform.fields_dropped_unread(),
+            Some(Link::Script(_)) | None => Vec::new(),
+        }
+    }
+
     /// Maps one decoded legacy object, noting each decision in `trace`.
     pub fn apply(
         &self,

@@ -36,7 +36,9 @@ impl HashKey {
         let mut text = [0u8; 64];
         hex::encode_to_slice(mac.finalize().into_bytes(), &mut text)
             .expect("64 hex digits for 32 bytes");
-        String::from_utf8_lossy(&text).into_owned()
+        std::str::from_utf8(&text)
+            .expect("hex digits are ASCII")
+            .to_owned()
     }
 }
 

@@ -105,6 +105,16 @@ impl Step {
         Ok(Self { when, op })
     }
 
+    /// The top-level fields this step drops whatever the record holds: a
+    /// `drop` without `when`, its patterns that are one name.
+    pub(super) fn drops_always(&self) -> impl Iterator<Item = &str> {
+        let patterns = match (&self.when, &self.op) {
+            (None, Op::Drop(patterns)) => patterns.as_slice(),
+            _ => &[],
+        };
+        patterns.iter().filter_map(FieldPattern::field_name)
+    }
+
     /// The operation's name, as transform files spell it.
     pub(super) fn op_name(&self) -> &'static str {
         match &self.op {

@@ -397,3 +397,53 @@ steps = [{ rename = { sku = "item.sku" } }]
     assert_eq!(steps[6 + 4 + 3]["added"], json!(["item"]));
     assert_eq!(steps.len(), 6 + 8);
 }
+
+#[test]
+fn fields_the_first_step_drops_unread_are_named_for_the_decoder() {
+    // The cart transform reads `command` before dropping it; `_meta` and
+    // `debug_trace` nothing reads, and a glob is not a field name.
+    let cart = compile(&[CART]).unwrap();
+    assert_eq!(cart.fields_dropped_unread(), ["_meta", "debug_trace"]);
+
+    let table = "[command]\nfield = \"command\"\n[command.events]\nPING = \"Pinged\"\n";
+    // `before` comes first, where a top-level key such as `require` is one.
+    let unread = |before: &str, steps: &str| {
+        compile(&[&format!("{before}{table}{steps}")])
+            .unwrap()
+            .fields_dropped_unread()
+    };
+    let drop = "[[steps]]\ndrop = [\"_meta\", \"note\"]\n";
+    assert_eq!(unread("", drop), ["_meta", "note"]);
+    // Whatever reads a field, or writes below it, before the steps keeps it.
+    for reader in [
+        "[[filter]]\nwhen = { field = \"_meta.retry\", equals = 1 }\n",
+        "[[reject]]\nwhen = { not = { field = \"_meta\", exists = true } }\nreason = \"r\"\n",
+        "require = [\"_meta.host\"]\n",
+        "[split]\nfield = \"_meta\"\n",
+        "[split]\nfield = \"items\"\ninto = \"_meta.item\"\n",
+        "[event]\nkey = \"_meta.id\"\n",
+        "[event]\noccurred_at = \"_meta\"\n",
+        "[event]\ncorrelation_id = \"_meta.request\"\n",
+    ] {
+        assert_eq!(unread(reader, drop), ["note"], "{reader}");
+    }
+    // Only a first step that always drops.
+    let rename = format!("[[steps]]\nrename = {{ a = \"b\" }}\n{drop}");
+    assert!(unread("", &rename).is_empty());
+    let guarded = "[[steps]]\ndrop = [\"_meta\"]\nwhen = { field = \"a\", exists = true }\n";
+    assert!(unread("", guarded).is_empty());
+    // A script first may read anything; a later file's drops are not first.
+    let script = Mapping::compile(
+        &[
+            file(
+                "a.rhai",
+                "fn transform(record) { record.event_type = \"Pinged\"; record }",
+            ),
+            file("b.toml", drop),
+        ],
+        None,
+        &ScriptsConfig::default(),
+    )
+    .unwrap();
+    assert!(script.fields_dropped_unread().is_empty());
+}

@@ -189,6 +189,48 @@ impl Transform {
         self.command.is_some()
     }
 
+    /// The top-level fields the first step drops before anything of this
+    /// transform reads them, so that decoding may leave them out. Every
+    /// section `apply` runs before the steps is listed here, including the
+    /// paths it writes (`split.into` meets a dropped field as a parent), so
+    /// a section added there must be added here too; a record decoded
+    /// either way comes to the same outcome (`tests.rs` runs both).
+    pub(super) fn fields_dropped_unread(&self) -> Vec<String> {
+        let Some(first) = self.steps.first() else {
+            return Vec::new();
+        };
+        let mut read: Vec<&FieldPath> = Vec::new();
+        for condition in self
+            .filters
+            .iter()
+            .chain(self.rejects.iter().map(|(c, _)| c))
+        {
+            condition.fields(&mut read);
+        }
+        read.extend(&self.required);
+        if let Some(CommandTable {
+            source: CommandSource::Field(path),
+            ..
+        }) = &self.command
+        {
+            read.push(path);
+        }
+        if let Some(split) = &self.split {
+            read.push(&split.field);
+            read.extend(&split.into);
+        }
+        read.extend(
+            [&self.key, &self.occurred_at, &self.correlation_id]
+                .into_iter()
+                .flatten(),
+        );
+        first
+            .drops_always()
+            .filter(|name| !read.iter().any(|path| path.segments()[0] == *name))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Runs this transform on one event being built, pushing what it
     /// becomes onto `out`: nothing when filtered, several drafts when split.
     pub(super) fn apply(
