@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
 use crate::avro::{EventSchema, FitError, write_bytes, write_frame, write_long};
@@ -32,7 +33,16 @@ pub fn event_id(position: Position<'_>, index: usize) -> Uuid {
     name.extend_from_slice(Decimal::new(position.offset).as_bytes());
     name.push(b'/');
     name.extend_from_slice(Decimal::new(index as i64).as_bytes());
-    Uuid::new_v5(&EVENT_ID_NAMESPACE, &name)
+    // A name-based (version 5) UUID, RFC 9562: the SHA-1 of namespace and
+    // name. Hashed here rather than by `Uuid::new_v5`, whose SHA-1 is
+    // portable code only: this one uses the CPU's SHA extensions, where
+    // the name's hash cost as much as the rest of the header.
+    let mut sha1 = Sha1::new();
+    sha1.update(EVENT_ID_NAMESPACE.as_bytes());
+    sha1.update(&name);
+    let digest = sha1.finalize();
+    let bytes: [u8; 16] = digest[..16].try_into().expect("a SHA-1 has 20 bytes");
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
 }
 
 /// The common header of every ledger event (`schemas/header.avsc`).
