@@ -12,6 +12,8 @@
 # override apply to recast as usual; RECAST_BIN runs another build of recast
 # (an older commit's), the pipe being the yardstick both are measured by;
 # PIPE_BIN runs another build of the pipe (an older commit's yardstick).
+# BASELINE_BIN adds a second build of recast to every round ("baseline"),
+# so that two builds are compared in one run, on one topic, alternating.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-500000}
@@ -49,10 +51,12 @@ measure() {
   RECAST_TOPICS__LEDGER=$ledger $recast create-topics --partitions 4 >/dev/null 2>&1
   local start end
   start=$(date +%s.%N)
-  if [ "$tool" = recast ]; then
+  if [ "$tool" != pipe ]; then
+    local bin=$recast
+    [ "$tool" = baseline ] && bin=$BASELINE_BIN
     RUST_LOG=warn RECAST_TOPICS__LEDGER=$ledger RECAST_KAFKA__GROUP_ID=$group \
       RECAST_KAFKA__INSTANCE_ID=bench RECAST_BATCH__MAX_RECORDS=$size \
-      /usr/bin/time -f "%U %S %M" -o "$work/time" $recast run --stop-when-idle "${idle_ms}ms"
+      /usr/bin/time -f "%U %S %M" -o "$work/time" "$bin" run --stop-when-idle "${idle_ms}ms"
   else
     PIPE_BROKERS=$RECAST_KAFKA__BROKERS PIPE_LEGACY=$legacy PIPE_LEDGER=$ledger PIPE_GROUP=$group \
       PIPE_MAX_RECORDS=$size PIPE_IDLE_MS=$idle_ms \
@@ -68,16 +72,20 @@ tool, size, start, end, records, idle_ms, usage = sys.argv[1:]
 user, system, rss_kb = usage.split()
 wall = float(end) - float(start) - int(idle_ms) / 1000  # the idle wait is not work
 cpu_us = (float(user) + float(system)) * 1e6 / int(records)
-print(f"{tool:<7} {size:>6} {int(records) / wall:>12,.0f} {cpu_us:>10.2f} {int(rss_kb) / 1024:>9.0f}")
+print(f"{tool:<8} {size:>6} {int(records) / wall:>12,.0f} {cpu_us:>10.2f} {int(rss_kb) / 1024:>9.0f}")
 PY
 }
 
-printf '%-7s %6s %12s %10s %9s\n' tool batch records/s cpu_us/rec rss_MB
+tools=(pipe recast)
+[ -n "${BASELINE_BIN:-}" ] && tools=(pipe baseline recast)
+printf '%-8s %6s %12s %10s %9s\n' tool batch records/s cpu_us/rec rss_MB
 for size in $sizes; do
   for round in $(seq "$rounds"); do
-    # Alternate which goes first: the machine's drift hits both alike.
-    if [ $((round % 2)) = 1 ]; then measure pipe "$size"; measure recast "$size"
-    else measure recast "$size"; measure pipe "$size"; fi
+    # Each round starts with the next tool: the machine's drift hits all
+    # alike.
+    for i in "${!tools[@]}"; do
+      measure "${tools[$(((i + round - 1) % ${#tools[@]}))]}" "$size"
+    done
   done
 done
 
@@ -89,9 +97,11 @@ runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     tool, size, rate, cpu, rss = line.split()
     runs[(tool, int(size))].append((float(rate.replace(",", "")), float(cpu), float(rss)))
-print(f"{'batch':>6} {'pipe rec/s':>11} {'recast rec/s':>12} {'wall x':>7} {'pipe µs':>8} {'recast µs':>9} {'cpu x':>6} {'pipe MB':>8} {'recast MB':>9} {'rss x':>6}")
+builds = [t for t in ("baseline", "recast") if any(tool == t for tool, _ in runs)]
+print(f"{'build':<8} {'batch':>6} {'pipe rec/s':>11} {'recast rec/s':>12} {'wall x':>7} {'pipe µs':>8} {'recast µs':>9} {'cpu x':>6} {'pipe MB':>8} {'recast MB':>9} {'rss x':>6}")
 for size in sorted({s for _, s in runs}):
     p = [statistics.median(c) for c in zip(*runs[("pipe", size)])]
-    r = [statistics.median(c) for c in zip(*runs[("recast", size)])]
-    print(f"{size:>6} {p[0]:>11,.0f} {r[0]:>12,.0f} {r[0] / p[0]:>7.2f} {p[1]:>8.2f} {r[1]:>9.2f} {r[1] / p[1]:>6.2f} {p[2]:>8.0f} {r[2]:>9.0f} {r[2] / p[2]:>6.2f}")
+    for build in builds:
+        r = [statistics.median(c) for c in zip(*runs[(build, size)])]
+        print(f"{build:<8} {size:>6} {p[0]:>11,.0f} {r[0]:>12,.0f} {r[0] / p[0]:>7.2f} {p[1]:>8.2f} {r[1]:>9.2f} {r[1] / p[1]:>6.2f} {p[2]:>8.0f} {r[2]:>9.0f} {r[2] / p[2]:>6.2f}")
 PY
