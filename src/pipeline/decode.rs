@@ -411,15 +411,47 @@ impl<'de> Visitor<'de> for Unread {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // A set, not a list: an object of many keys must not cost a
-        // comparison of every pair.
-        let mut keys = BTreeSet::new();
+        let mut keys = SeenKeys::default();
         while let Some(Key(key)) = map.next_key()? {
-            if self.reject && keys.contains(&key) {
-                return Err(duplicate_key(&key));
+            if self.reject {
+                keys.insert(key).map_err(|key| duplicate_key(&key))?;
             }
             map.next_value_seed(self)?;
-            if self.reject {
+        }
+        Ok(())
+    }
+}
+
+/// The keys of one object seen so far. A technical-context object has a
+/// handful of keys, for which comparing with each costs less than a set's
+/// allocation and search; an object of many keys moves to a set, so that
+/// it never costs a comparison of every pair.
+enum SeenKeys<'de> {
+    Few(Vec<Cow<'de, str>>),
+    Many(BTreeSet<Cow<'de, str>>),
+}
+
+impl Default for SeenKeys<'_> {
+    fn default() -> Self {
+        SeenKeys::Few(Vec::new())
+    }
+}
+
+impl<'de> SeenKeys<'de> {
+    const FEW: usize = 16;
+
+    /// Notes `key`, or gives it back when it was seen already.
+    fn insert(&mut self, key: Cow<'de, str>) -> Result<(), Cow<'de, str>> {
+        match self {
+            SeenKeys::Few(keys) if keys.contains(&key) => return Err(key),
+            SeenKeys::Few(keys) if keys.len() < Self::FEW => keys.push(key),
+            SeenKeys::Few(keys) => {
+                let mut set: BTreeSet<_> = keys.drain(..).collect();
+                set.insert(key);
+                *self = SeenKeys::Many(set);
+            }
+            SeenKeys::Many(keys) if keys.contains(&key) => return Err(key),
+            SeenKeys::Many(keys) => {
                 keys.insert(key);
             }
         }
@@ -703,6 +735,35 @@ mod tests {
             Value::Object(decoder().decode(Some(text.as_bytes())).unwrap()),
             serde_json::from_str::<Value>(text).unwrap()
         );
+    }
+
+    #[test]
+    fn a_left_out_object_of_many_keys_still_rejects_a_key_twice() {
+        let unread = ["a".to_owned()];
+        // Around the size where the keys seen move from a list to a set.
+        for size in [1, SeenKeys::FEW - 1, SeenKeys::FEW, SeenKeys::FEW + 1, 40] {
+            let keys: Vec<String> = (0..size).map(|i| format!(r#""k{i}":{i}"#)).collect();
+            let once = format!(r#"{{"a":{{{}}},"b":1}}"#, keys.join(","));
+            assert!(
+                decoder()
+                    .decode_without(Some(once.as_bytes()), &unread)
+                    .is_ok()
+            );
+            for repeated in [0, size - 1] {
+                let twice = format!(r#"{{"a":{{{},"k{repeated}":0}},"b":1}}"#, keys.join(","));
+                let whole = decoder().decode(Some(twice.as_bytes())).unwrap_err();
+                assert!(
+                    whole
+                        .to_string()
+                        .contains(&format!("duplicate key `k{repeated}`"))
+                );
+                assert_eq!(
+                    decoder().decode_without(Some(twice.as_bytes()), &unread),
+                    Err(whole),
+                    "{size} keys, k{repeated} twice"
+                );
+            }
+        }
     }
 
     #[test]
