@@ -5,8 +5,10 @@
 # own and writes a ledger of its own). Release builds, the local broker and
 # an in-memory schema registry. Per run: wall records/s (from start, group
 # join included, to the last commit), CPU µs per record (user + system of
-# the process, from its rusage), peak RSS; then the medians and recast's
-# ratios to the pipe. Figures in README.md ("Performance").
+# the process, from its rusage), peak RSS, and the CPU split between the
+# process's own threads and the Kafka client library's (thread-cpu.py);
+# then the medians and recast's ratios to the pipe. Figures in
+# docs/performance.md.
 #   deploy/local/throughput.sh [RECORDS] [ROUNDS] [BATCH SIZES...]
 # RECAST_DEDUPE__CAPACITY, RECAST_LEDGER__FORMAT=json and any other
 # override apply to recast as usual; RECAST_BIN runs another build of recast
@@ -43,7 +45,8 @@ $recast create-topics --partitions 4 >/dev/null 2>&1
 $recast load --input "$work/input.jsonl" >/dev/null 2>&1
 
 run=0
-# One run of `tool` at batch size `size`: appends "tool size wall cpu rss".
+# One run of `tool` at batch size `size`: appends "tool size wall cpu rss
+# own client".
 measure() {
   local tool=$1 size=$2
   run=$((run + 1))
@@ -56,29 +59,34 @@ measure() {
     [ "$tool" = baseline ] && bin=$BASELINE_BIN
     RUST_LOG=warn RECAST_TOPICS__LEDGER=$ledger RECAST_KAFKA__GROUP_ID=$group \
       RECAST_KAFKA__INSTANCE_ID=bench RECAST_BATCH__MAX_RECORDS=$size \
-      /usr/bin/time -f "%U %S %M" -o "$work/time" "$bin" run --stop-when-idle "${idle_ms}ms"
+      /usr/bin/time -f "%U %S %M" -o "$work/time" "$bin" run --stop-when-idle "${idle_ms}ms" &
   else
     PIPE_BROKERS=$RECAST_KAFKA__BROKERS PIPE_LEGACY=$legacy PIPE_LEDGER=$ledger PIPE_GROUP=$group \
       PIPE_MAX_RECORDS=$size PIPE_IDLE_MS=$idle_ms \
-      /usr/bin/time -f "%U %S %M" -o "$work/time" "$pipe" >"$work/copied"
+      /usr/bin/time -f "%U %S %M" -o "$work/time" "$pipe" >"$work/copied" &
+  fi
+  deploy/local/thread-cpu.py $! >"$work/threads"
+  wait $!
+  if [ "$tool" = pipe ]; then
     # A pipe that copied less would flatter it.
     grep -q "^$records records copied" "$work/copied" ||
       { echo "the pipe: $(cat "$work/copied"), not $records records" >&2; exit 1; }
   fi
   end=$(date +%s.%N)
-  python3 - "$tool" "$size" "$start" "$end" "$records" "$idle_ms" "$(cat "$work/time")" <<'PY' | tee -a "$work/runs"
+  python3 - "$tool" "$size" "$start" "$end" "$records" "$idle_ms" "$(cat "$work/time")" "$(cat "$work/threads")" <<'PY' | tee -a "$work/runs"
 import sys
-tool, size, start, end, records, idle_ms, usage = sys.argv[1:]
+tool, size, start, end, records, idle_ms, usage, threads = sys.argv[1:]
 user, system, rss_kb = usage.split()
+own, client = (float(s) * 1e6 / int(records) for s in threads.split())
 wall = float(end) - float(start) - int(idle_ms) / 1000  # the idle wait is not work
 cpu_us = (float(user) + float(system)) * 1e6 / int(records)
-print(f"{tool:<8} {size:>6} {int(records) / wall:>12,.0f} {cpu_us:>10.2f} {int(rss_kb) / 1024:>9.0f}")
+print(f"{tool:<8} {size:>6} {int(records) / wall:>12,.0f} {cpu_us:>10.2f} {int(rss_kb) / 1024:>9.0f} {own:>7.2f} {client:>8.2f}")
 PY
 }
 
 tools=(pipe recast)
 [ -n "${BASELINE_BIN:-}" ] && tools=(pipe baseline recast)
-printf '%-8s %6s %12s %10s %9s\n' tool batch records/s cpu_us/rec rss_MB
+printf '%-8s %6s %12s %10s %9s %7s %8s\n' tool batch records/s cpu_us/rec rss_MB own_us client_us
 for size in $sizes; do
   for round in $(seq "$rounds"); do
     # Each round starts with the next tool: the machine's drift hits all
@@ -95,8 +103,8 @@ python3 - "$work/runs" <<'PY'
 import collections, statistics, sys
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    tool, size, rate, cpu, rss = line.split()
-    runs[(tool, int(size))].append((float(rate.replace(",", "")), float(cpu), float(rss)))
+    tool, size, rate, *figures = line.split()
+    runs[(tool, int(size))].append((float(rate.replace(",", "")), *map(float, figures)))
 builds = [t for t in ("baseline", "recast") if any(tool == t for tool, _ in runs)]
 print(f"{'build':<8} {'batch':>6} {'pipe rec/s':>11} {'recast rec/s':>12} {'wall x':>7} {'pipe µs':>8} {'recast µs':>9} {'cpu x':>6} {'pipe MB':>8} {'recast MB':>9} {'rss x':>6}")
 for size in sorted({s for _, s in runs}):
@@ -104,4 +112,12 @@ for size in sorted({s for _, s in runs}):
     for build in builds:
         r = [statistics.median(c) for c in zip(*runs[(build, size)])]
         print(f"{build:<8} {size:>6} {p[0]:>11,.0f} {r[0]:>12,.0f} {r[0] / p[0]:>7.2f} {p[1]:>8.2f} {r[1]:>9.2f} {r[1] / p[1]:>6.2f} {p[2]:>8.0f} {r[2]:>9.0f} {r[2] / p[2]:>6.2f}")
+print()
+print("CPU µs per record by thread: the process's own, and the client library's (rdk:*)")
+print(f"{'build':<8} {'batch':>6} {'pipe own':>9} {'pipe client':>12} {'recast own':>11} {'recast client':>14}")
+for size in sorted({s for _, s in runs}):
+    p = [statistics.median(c) for c in zip(*runs[("pipe", size)])]
+    for build in builds:
+        r = [statistics.median(c) for c in zip(*runs[(build, size)])]
+        print(f"{build:<8} {size:>6} {p[3]:>9.2f} {p[4]:>12.2f} {r[3]:>11.2f} {r[4]:>14.2f}")
 PY

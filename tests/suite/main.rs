@@ -17,6 +17,7 @@ mod independent_decode;
 mod log_reader;
 mod offline_tools;
 mod operations;
+mod process;
 mod redrive;
 mod refused;
 mod registry;
