@@ -106,18 +106,17 @@ for line in open(sys.argv[1]):
     tool, size, rate, *figures = line.split()
     runs[(tool, int(size))].append((float(rate.replace(",", "")), *map(float, figures)))
 builds = [t for t in ("baseline", "recast") if any(tool == t for tool, _ in runs)]
-print(f"{'build':<8} {'batch':>6} {'pipe rec/s':>11} {'recast rec/s':>12} {'wall x':>7} {'pipe µs':>8} {'recast µs':>9} {'cpu x':>6} {'pipe MB':>8} {'recast MB':>9} {'rss x':>6}")
+ratios, threads = [], []
 for size in sorted({s for _, s in runs}):
     p = [statistics.median(c) for c in zip(*runs[("pipe", size)])]
     for build in builds:
         r = [statistics.median(c) for c in zip(*runs[(build, size)])]
-        print(f"{build:<8} {size:>6} {p[0]:>11,.0f} {r[0]:>12,.0f} {r[0] / p[0]:>7.2f} {p[1]:>8.2f} {r[1]:>9.2f} {r[1] / p[1]:>6.2f} {p[2]:>8.0f} {r[2]:>9.0f} {r[2] / p[2]:>6.2f}")
+        ratios.append(f"{build:<8} {size:>6} {p[0]:>11,.0f} {r[0]:>12,.0f} {r[0] / p[0]:>7.2f} {p[1]:>8.2f} {r[1]:>9.2f} {r[1] / p[1]:>6.2f} {p[2]:>8.0f} {r[2]:>9.0f} {r[2] / p[2]:>6.2f}")
+        threads.append(f"{build:<8} {size:>6} {p[3]:>9.2f} {p[4]:>12.2f} {r[3]:>11.2f} {r[4]:>14.2f}")
+print(f"{'build':<8} {'batch':>6} {'pipe rec/s':>11} {'recast rec/s':>12} {'wall x':>7} {'pipe µs':>8} {'recast µs':>9} {'cpu x':>6} {'pipe MB':>8} {'recast MB':>9} {'rss x':>6}")
+print("\n".join(ratios))
 print()
 print("CPU µs per record by thread: the process's own, and the client library's (rdk:*)")
 print(f"{'build':<8} {'batch':>6} {'pipe own':>9} {'pipe client':>12} {'recast own':>11} {'recast client':>14}")
-for size in sorted({s for _, s in runs}):
-    p = [statistics.median(c) for c in zip(*runs[("pipe", size)])]
-    for build in builds:
-        r = [statistics.median(c) for c in zip(*runs[(build, size)])]
-        print(f"{build:<8} {size:>6} {p[3]:>9.2f} {p[4]:>12.2f} {r[3]:>11.2f} {r[4]:>14.2f}")
+print("\n".join(threads))
 PY
