@@ -30,7 +30,7 @@ export RECAST_REGISTRY__URL="http://127.0.0.1:$registry_port"
 
 cargo build --quiet --release --bin recast
 recast=${RECAST_BIN:-target/release/recast}
-pipe=${PIPE_BIN:-$(cargo bench --quiet --no-run --bench bare_pipe --message-format=json 2>/dev/null |
+pipe=${PIPE_BIN:-$(cargo bench --quiet --no-run --bench bare_pipe --message-format=json |
   python3 -c 'import json,sys; print(next(m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "bare_pipe"))')}
 deploy/local/broker.sh start "$port"
 $recast dev-registry --listen "127.0.0.1:$registry_port" >/dev/null &
