@@ -73,7 +73,15 @@ fn busy_worker_through_a_stall(name: &str, pause: Duration, session_timeout_ms: 
     );
     assert!(
         s.wait_caught_up(2, Duration::from_secs(240)),
-        "not caught up after the stall: {}",
+        "not caught up after the stall: committed {:?} of {:?}; lag {:?}; readyz {:?}\n{}",
+        s.committed_offsets(2),
+        s.legacy_end_offsets(),
+        get(&address, "/metrics")
+            .1
+            .lines()
+            .filter(|l| l.starts_with("recast_consumer_lag"))
+            .collect::<Vec<_>>(),
+        get(&address, "/readyz"),
         s.worker_log("a")
     );
     assert!(

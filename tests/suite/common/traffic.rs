@@ -121,11 +121,22 @@ pub(crate) fn generate(n: usize, tag: &str) -> Vec<(LegacyLine, Expect)> {
         .collect()
 }
 
+/// How many originals end generated traffic with no retry among them. The
+/// test broker does not move the group's offsets for a transaction that
+/// writes nothing (README, "The test broker"): traffic that ended in a run
+/// of retries could end a partition on a batch of duplicates only, and a
+/// test waiting for the group to catch up would wait forever. The last
+/// fifty originals (one heartbeat among them) leave every partition's last
+/// record one that writes.
+const RETRY_FREE_TAIL: usize = 50;
+
 /// `generate`'s traffic with retries mixed in, as legacy producers send
 /// them: every fifth request again, up to ~250 records later (across batch
-/// boundaries), with new technical context.
+/// boundaries), with new technical context; none among the last
+/// [`RETRY_FREE_TAIL`] records.
 pub(crate) fn generate_with_retries(n: usize, tag: &str) -> Vec<(LegacyLine, Expect)> {
     let mut records = generate(n, tag);
+    let last_retry_position = n.saturating_sub(RETRY_FREE_TAIL);
     let mut retries: Vec<(usize, (LegacyLine, Expect))> = records
         .iter()
         .enumerate()
@@ -138,15 +149,27 @@ pub(crate) fn generate_with_retries(n: usize, tag: &str) -> Vec<(LegacyLine, Exp
             });
             (i + 1 + (i % 7) * 40, (retry, Expect::Duplicate))
         })
+        .filter(|(position, _)| *position <= last_retry_position)
         .collect();
     // Insert from the highest position down: each insertion then leaves
     // every original where the retries still to insert expect it.
     retries.sort_by_key(|(position, _)| std::cmp::Reverse(*position));
     for (position, retry) in retries {
-        let position = position.min(records.len());
         records.insert(position, retry);
     }
     records
+}
+
+#[test]
+fn generated_traffic_ends_on_originals() {
+    for n in [1_000, 20_000] {
+        let traffic = generate_with_retries(n, "tail");
+        let tail = &traffic[traffic.len() - RETRY_FREE_TAIL..];
+        assert!(
+            tail.iter().all(|(_, e)| !matches!(e, Expect::Duplicate)),
+            "a retry among the last {RETRY_FREE_TAIL} of {n}"
+        );
+    }
 }
 
 /// The legacy lines of generated traffic.
